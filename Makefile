@@ -17,9 +17,13 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME ?= 30s
 SMOKE_FUZZTIME ?= 4000x
 
-.PHONY: all test test-go fuzz fuzz-smoke bench check tools vectors
+.PHONY: all dev test test-go fuzz fuzz-smoke bench check tools vectors
 
 all: test
+
+## dev: the whole thing in one process on embedded defaults (arrives with step 3).
+dev:
+	@echo "make dev arrives with step 3 (edge + latchkey dev); today: make test, make bench"; exit 1
 
 ## test: static checks, every test (race detector on), then each fuzz target briefly.
 test: check test-go fuzz-smoke
