@@ -95,7 +95,8 @@ var (
 )
 
 // ClaimError says which claim made a token unacceptable; Err is one of the
-// sentinel errors (ErrMalformed, ErrTooLarge, ErrMissingClaim, ErrDuplicateName).
+// sentinel errors (ErrMalformed, ErrTooLarge, ErrMissingClaim). A duplicated
+// claim name is reported as ErrDuplicateName itself, without a ClaimError.
 type ClaimError struct {
 	Claim string
 	Err   error
@@ -160,7 +161,9 @@ var b64Alphabet = func() (t [256]bool) {
 }()
 
 // Parse checks a compact JWS's structure and header and decodes it into s.
-// It does not verify the signature and does not look at the claims. In order:
+// It does not verify the signature and does not look at the claims. It checks
+// (the first failure is reported; the order of the header checks is not part of
+// the contract):
 // size (ErrTooLarge), three non-empty base64url parts with nothing but the
 // alphabet (ErrMalformed), canonical decoding (ErrMalformed), a strict header
 // object (ErrMalformed, ErrDuplicateName, ErrTooLarge), "alg" EdDSA or ES256

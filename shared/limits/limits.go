@@ -84,4 +84,8 @@ const (
 	// MaxRateBurst and MaxRatePerSecond bound a rate class's token bucket.
 	MaxRateBurst     = 1 << 20
 	MaxRatePerSecond = 1 << 20
+
+	// MaxClockSkewSeconds is how far in the future a manifest's issue time may lie before it
+	// is refused (clocks of publisher and edge disagree by at most this much).
+	MaxClockSkewSeconds = 300
 )

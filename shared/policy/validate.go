@@ -293,6 +293,10 @@ func (v *validator) keyTypes(kts []KeyType) {
 		}
 		if err := (apikey.Spec{Prefix: kt.Prefix, Format: format}).Validate(); err != nil {
 			v.add(f+".prefix", q(kt.Prefix)+": "+err.Error())
+		} else if strings.HasPrefix(kt.Prefix, "eyJ") || strings.HasPrefix("eyJ", kt.Prefix) {
+			// Every JWT starts with "eyJ" (base64url of `{"`): such a prefix would claim every
+			// client token as a malformed API key.
+			v.add(f+".prefix", q(kt.Prefix)+" would match every client token (JWTs start with \"eyJ\")")
 		} else if j, dup := prefixes[kt.Prefix]; dup {
 			v.add(f+".prefix", q(kt.Prefix)+" is also the prefix of key_types["+strconv.Itoa(j)+"]")
 		} else {

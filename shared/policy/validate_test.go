@@ -52,6 +52,8 @@ func TestValidateRefuses(t *testing.T) {
 		{"duplicate key type name", func(p *Policy) { p.KeyTypes[1].Name = "standard" }, "key_types[1].name", "also key_types[0]"},
 		{"duplicate prefix", func(p *Policy) { p.KeyTypes[1].Prefix = "tb_" }, "key_types[1].prefix", `"tb_" is also the prefix of key_types[0]`},
 		{"upper-case prefix", func(p *Policy) { p.KeyTypes[0].Prefix = "TB_" }, "key_types[0].prefix", `"TB_"`},
+		{"prefix of every JWT", func(p *Policy) { p.KeyTypes[0].Prefix = "ey" }, "key_types[0].prefix", `would match every client token`},
+		{"one-letter prefix of every JWT", func(p *Policy) { p.KeyTypes[0].Prefix = "e" }, "key_types[0].prefix", `would match every client token`},
 		{"unknown format", func(p *Policy) { p.KeyTypes[0].Format = "base64" }, "key_types[0].format", `"base64" is not one of`},
 		{"cap names unknown scope", func(p *Policy) { p.KeyTypes[2].ScopeCap = []string{"nope"} }, "key_types[2].scope_cap[0]", `unknown scope "nope"`},
 		{"default outside cap", func(p *Policy) { p.KeyTypes[2].DefaultScopes = []string{"agents:write"} }, "key_types[2].default_scopes[0]", "outside the type's scope_cap"},

@@ -159,9 +159,14 @@ func VerifyManifest(data []byte, trusted []TrustedKey, c hostcrypto.Provider) (*
 	return m, nil
 }
 
-// CheckFresh refuses a manifest older than the version held (rollback) or expired at now
-// (freeze). A manifest of the version held is fresh: it brings nothing new.
+// CheckFresh refuses a manifest older than the version held (rollback), expired at now
+// (freeze), or issued more than limits.MaxClockSkewSeconds in the future. A manifest of the version held is fresh: it brings nothing new.
 func (m *Manifest) CheckFresh(now int64, held uint64) error {
+	if m.IssuedAt > now+limits.MaxClockSkewSeconds {
+		// A manifest from the future would never grow stale: staleness is measured from
+		// IssuedAt. More skew than the bound means a wrong clock or a forged-ahead issue time.
+		return fail("manifest", "issued at", "issued at "+strconv.FormatInt(m.IssuedAt, 10)+" is in the future (now "+strconv.FormatInt(now, 10)+")", ErrInvalid)
+	}
 	if m.Version < held {
 		return fail("manifest", "version", strconv.FormatUint(m.Version, 10)+" < held "+strconv.FormatUint(held, 10), ErrRollback)
 	}

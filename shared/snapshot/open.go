@@ -168,6 +168,11 @@ func (v *View) readMeta(name string, data []byte, version uint64) error {
 	if mv.expiresAt <= mv.issuedAt {
 		return fail(name, "expires at", "not after issued at", ErrCorrupt)
 	}
+	if v.base == 0 && (mv.issuedAt != v.issuedAt || mv.expiresAt != v.expiresAt) {
+		// The manifest's times are the ones checked; an object stamped otherwise was not
+		// built for this manifest.
+		return fail(name, "issued at", "object times differ from the manifest's", ErrMismatch)
+	}
 	v.shardBits = uint(kh[16])
 	if v.shardBits > limits.MaxShardBits {
 		return fail(name, "shard bits", strconv.Itoa(int(kh[16])), ErrCorrupt)
@@ -352,6 +357,9 @@ func (v *View) readDelta(name string, data []byte) error {
 	d.expiresAt = int64(le.Uint64(kh[8:]))
 	if d.expiresAt <= d.issuedAt {
 		return fail(name, "expires at", "not after issued at", ErrCorrupt)
+	}
+	if d.issuedAt != v.issuedAt || d.expiresAt != v.expiresAt {
+		return fail(name, "issued at", "object times differ from the manifest's", ErrMismatch)
 	}
 	d.nAdds, d.nRemoves = le.Uint32(kh[16:]), le.Uint32(kh[20:])
 	var counts tableCounts

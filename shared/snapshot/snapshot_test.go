@@ -991,3 +991,24 @@ func TestOpenChecksArguments(t *testing.T) {
 		t.Fatalf("missing object: %v", err)
 	}
 }
+
+// TestFutureManifestRefused: staleness is measured from IssuedAt, so a manifest issued far in
+// the future would never go stale; beyond the clock-skew bound it is refused.
+func TestFutureManifestRefused(t *testing.T) {
+	m := &Manifest{Version: 7, IssuedAt: t0 + limits.MaxClockSkewSeconds, ExpiresAt: expires}
+	if err := m.CheckFresh(t0, 0); err != nil {
+		t.Fatalf("manifest within the skew bound refused: %v", err)
+	}
+	m.IssuedAt++
+	wantErr(t, m.CheckFresh(t0, 0), ErrInvalid)
+}
+
+// TestObjectTimesMustMatchManifest: a meta object stamped with other times than its manifest
+// was not built for it (a publisher mixing versions), and is refused.
+func TestObjectTimesMustMatchManifest(t *testing.T) {
+	f := publish(t, sampleContents(), BuildOptions{}, edSigner)
+	f.m.ExpiresAt++
+	f.resign(t)
+	_, err := f.load()
+	wantErr(t, err, ErrMismatch)
+}

@@ -6,7 +6,6 @@ import (
 	"github.com/latchkeyhq/latchkey/shared/apikey"
 	"github.com/latchkeyhq/latchkey/shared/jwt"
 	"github.com/latchkeyhq/latchkey/shared/limits"
-	"github.com/latchkeyhq/latchkey/shared/policy"
 )
 
 const maxTokenLen = limits.MaxTokenBytes
@@ -16,13 +15,16 @@ const maxTokenLen = limits.MaxTokenBytes
 // the minting key and the signing key are checked again on every hit.
 type tokenEntry struct {
 	token string
-	// pol is the policy the token was validated under: a new policy (issuer, audience, leeway
-	// may differ) makes the entry a miss.
-	pol                       *policy.Compiled
-	kid, sub, jti, org, scope []byte
-	keyID                     apikey.ID
-	exp, nbf                  int64
-	prev, next                int32
+	// profile is the token profile (issuer, audience, leeway) the token was validated under: a
+	// snapshot that changes it makes the entry a miss; any other new snapshot keeps it.
+	profile string
+	// alg and pub are the signing key that verified the token: a hit counts only while the
+	// snapshot still publishes that exact key under kid.
+	alg                            jwt.Alg
+	kid, pub, sub, jti, org, scope []byte
+	keyID                          apikey.ID
+	exp, nbf                       int64
+	prev, next                     int32
 }
 
 // tokenCache is a bounded LRU of verified tokens, keyed by the whole token string, never by its
@@ -40,8 +42,8 @@ func newTokenCache(capacity int) *tokenCache {
 	return &tokenCache{index: make(map[string]int32, capacity), capacity: capacity, head: -1, tail: -1}
 }
 
-// get returns the entry for token verified under pol, or nil.
-func (c *tokenCache) get(token []byte, pol *policy.Compiled) *tokenEntry {
+// get returns the entry for token verified under the token profile, or nil.
+func (c *tokenCache) get(token []byte, profile string) *tokenEntry {
 	if c.capacity == 0 {
 		return nil
 	}
@@ -50,7 +52,7 @@ func (c *tokenCache) get(token []byte, pol *policy.Compiled) *tokenEntry {
 		return nil
 	}
 	e := &c.entries[i]
-	if e.pol != pol {
+	if e.profile != profile {
 		return nil
 	}
 	c.touch(i)
@@ -59,10 +61,10 @@ func (c *tokenCache) get(token []byte, pol *policy.Compiled) *tokenEntry {
 
 // put stores the claims of a token that just verified and returns its entry. A cache of
 // capacity 0 (disabled) returns a transient entry that lives until the next put.
-func (c *tokenCache) put(token []byte, pol *policy.Compiled, cl *jwt.Claims, id apikey.ID, kid []byte) *tokenEntry {
+func (c *tokenCache) put(token []byte, profile string, cl *jwt.Claims, id apikey.ID, key *jwt.Key) *tokenEntry {
 	if c.capacity == 0 {
 		// Nothing outlives this decision, so the entry may point into the scratch buffers.
-		c.transient = tokenEntry{pol: pol, keyID: id, exp: cl.Expiry, kid: kid, sub: cl.Subject, jti: cl.JTI, org: cl.Org, scope: cl.Scope}
+		c.transient = tokenEntry{profile: profile, keyID: id, exp: cl.Expiry, alg: key.Alg, kid: key.KID, pub: key.Public, sub: cl.Subject, jti: cl.JTI, org: cl.Org, scope: cl.Scope}
 		if cl.HasNotBefore {
 			c.transient.nbf = cl.NotBefore
 		}
@@ -70,7 +72,7 @@ func (c *tokenCache) put(token []byte, pol *policy.Compiled, cl *jwt.Claims, id 
 	}
 	if i, ok := c.index[string(token)]; ok {
 		c.touch(i)
-		return fill(&c.entries[i], token, pol, cl, id, kid)
+		return fill(&c.entries[i], token, profile, cl, id, key)
 	}
 	var i int32
 	if len(c.entries) < c.capacity {
@@ -81,15 +83,15 @@ func (c *tokenCache) put(token []byte, pol *policy.Compiled, cl *jwt.Claims, id 
 		c.unlink(i)
 		delete(c.index, c.entries[i].token)
 	}
-	e := fill(&c.entries[i], token, pol, cl, id, kid)
+	e := fill(&c.entries[i], token, profile, cl, id, key)
 	c.index[e.token] = i
 	c.pushFront(i)
 	return e
 }
 
 // fill copies the claims into one buffer, so an entry costs two allocations (token and claims).
-func fill(e *tokenEntry, token []byte, pol *policy.Compiled, cl *jwt.Claims, id apikey.ID, kid []byte) *tokenEntry {
-	n := len(kid) + len(cl.Subject) + len(cl.JTI) + len(cl.Org) + len(cl.Scope)
+func fill(e *tokenEntry, token []byte, profile string, cl *jwt.Claims, id apikey.ID, key *jwt.Key) *tokenEntry {
+	n := len(key.KID) + len(key.Public) + len(cl.Subject) + len(cl.JTI) + len(cl.Org) + len(cl.Scope)
 	buf := make([]byte, 0, n)
 	take := func(b []byte) []byte {
 		start := len(buf)
@@ -98,8 +100,8 @@ func fill(e *tokenEntry, token []byte, pol *policy.Compiled, cl *jwt.Claims, id 
 	}
 	prev, next := e.prev, e.next
 	*e = tokenEntry{
-		token: string(token), pol: pol, keyID: id, exp: cl.Expiry, prev: prev, next: next,
-		kid: take(kid), sub: take(cl.Subject), jti: take(cl.JTI), org: take(cl.Org), scope: take(cl.Scope),
+		token: string(token), profile: profile, keyID: id, exp: cl.Expiry, prev: prev, next: next,
+		alg: key.Alg, kid: take(key.KID), pub: take(key.Public), sub: take(cl.Subject), jti: take(cl.JTI), org: take(cl.Org), scope: take(cl.Scope),
 	}
 	if cl.HasNotBefore {
 		e.nbf = cl.NotBefore

@@ -6,6 +6,7 @@ import (
 	"github.com/latchkeyhq/latchkey/shared/apikey"
 	"github.com/latchkeyhq/latchkey/shared/hostcrypto"
 	"github.com/latchkeyhq/latchkey/shared/jwt"
+	"github.com/latchkeyhq/latchkey/shared/limits"
 	"github.com/latchkeyhq/latchkey/shared/policy"
 	"github.com/latchkeyhq/latchkey/shared/snapshot"
 )
@@ -51,8 +52,9 @@ func NewEngine(opts Options) *Engine {
 	return e
 }
 
-// SetState swaps the snapshot the Engine decides from. Cached tokens stay cached; every hit is
-// checked again against the new state's revocations, keys and policy.
+// SetState swaps the snapshot the Engine decides from. Cached tokens stay cached while the
+// token profile (issuer, audience, leeway) is unchanged; every hit is checked again against the
+// new state's revocations, signing keys, minting key and policy.
 func (e *Engine) SetState(s *State) { e.state = s }
 
 // State returns the current state (nil before the first SetState).
@@ -69,6 +71,10 @@ func (e *Engine) Decide(r *Request) *Decision {
 	}
 	pol := st.policy
 	now := r.Now / 1e9
+	if now >= st.view.ExpiresAt() {
+		// The manifest has expired while held (a frozen store): fail closed, as on load.
+		return e.deny(d, pol, nil, policy.ReasonUnavailable)
+	}
 	if e.opts.MaxStalenessSeconds > 0 && now-st.view.IssuedAt() > e.opts.MaxStalenessSeconds {
 		return e.deny(d, pol, nil, policy.ReasonUnavailable)
 	}
@@ -77,10 +83,20 @@ func (e *Engine) Decide(r *Request) *Decision {
 		return e.deny(d, pol, nil, policy.ReasonPath)
 	}
 	d.Route = route.Name
-	d.StripQueryToken = route.QueryToken
+	// The query credential never goes upstream, whether or not this route honours it: a token
+	// in a URL ends up in the upstream's access logs.
+	d.StripQueryToken = r.HasQueryToken
 	if route.Public {
 		d.Allow, d.Status = true, 200
 		return d
+	}
+	if len(r.Headers) > limits.MaxRequestHeaders {
+		return e.deny(d, pol, route, policy.ReasonInvalid)
+	}
+	for i := range r.Headers {
+		if len(r.Headers[i].Value) > limits.MaxHeaderValueBytes {
+			return e.deny(d, pol, route, policy.ReasonInvalid)
+		}
 	}
 
 	cred, fromQuery := e.credential(pol, route, r)
@@ -153,7 +169,8 @@ func (e *Engine) decideKey(d *Decision, st *State, route *policy.CompiledRoute, 
 	if !route.AllowKey {
 		return e.deny(d, pol, route, policy.ReasonCredential)
 	}
-	return e.authorize(d, st, route, r, k, typ, k.Scopes, CredentialKey, nil, now)
+	// A key never holds more than its type allows, even if a snapshot says otherwise.
+	return e.authorize(d, st, route, r, k, typ, k.Scopes&typ.Cap, CredentialKey, nil, now)
 }
 
 func (e *Engine) decideToken(d *Decision, st *State, route *policy.CompiledRoute, r *Request, token []byte, now int64) *Decision {
@@ -162,11 +179,11 @@ func (e *Engine) decideToken(d *Decision, st *State, route *policy.CompiledRoute
 	if tp == nil || len(token) > maxTokenLen {
 		return e.deny(d, pol, route, policy.ReasonInvalid)
 	}
-	ent := e.cache.get(token, pol)
+	ent := e.cache.get(token, st.tokenProfile)
 	if ent != nil {
 		// A cached token was verified once; what may have changed since is the key set
-		// (a signing key withdrawn) and time.
-		if _, _, ok := st.view.SigningKeyAt(ent.kid, now); !ok {
+		// (a signing key withdrawn or replaced under the same kid) and time.
+		if alg, pub, ok := st.view.SigningKeyAt(ent.kid, now); !ok || jwt.Alg(alg) != ent.alg || !bytes.Equal(pub, ent.pub) {
 			ent = nil
 		} else if now >= ent.exp+tp.Leeway {
 			return e.deny(d, pol, route, policy.ReasonExpired)
@@ -196,12 +213,18 @@ func (e *Engine) decideToken(d *Decision, st *State, route *policy.CompiledRoute
 		}
 		c := &e.claims
 		id, err := apikey.ParseIDBytes(c.KeyID)
-		if err != nil || len(c.Subject) == 0 || len(c.JTI) == 0 {
-			// Our profile always names the minting key, the session and the token id; a
-			// token without them was not minted by a latchkey control plane.
+		if err != nil || len(c.Subject) == 0 || len(c.JTI) == 0 || !c.HasIssuedAt {
+			// Our profile always names the minting key, the session and the token id, and
+			// says when it was issued; a token without them was not minted by a latchkey
+			// control plane.
 			return e.deny(d, pol, route, policy.ReasonInvalid)
 		}
-		ent = e.cache.put(token, pol, c, id, p.KID)
+		if c.Expiry-c.IssuedAt > tp.MaxTTL {
+			// Longer-lived than the realm lets the control plane mint: a leaked signing key
+			// must not be able to mint long-lived tokens.
+			return e.deny(d, pol, route, policy.ReasonInvalid)
+		}
+		ent = e.cache.put(token, st.tokenProfile, c, id, &e.keys.found)
 	}
 
 	// Revocation is checked on every request, cached or not: a newer snapshot must be able to
@@ -227,8 +250,13 @@ func (e *Engine) decideToken(d *Decision, st *State, route *policy.CompiledRoute
 	}
 	// A token never holds more than client tokens may, nor more than the key that minted it:
 	// the control plane enforces both at minting, and the edge does not take that on trust.
-	scopes := pol.ScopeMaskBytes(ent.scope) & tp.Scopes & mk.Scopes
-	return e.authorize(d, st, route, r, mk, pol.KeyType(int(mk.Type)), scopes, CredentialToken, ent.sub, now)
+	typ := pol.KeyType(int(mk.Type))
+	if typ == nil {
+		// The minting key's type is not in this policy: nothing it minted can be honoured.
+		return e.deny(d, pol, route, policy.ReasonInvalid)
+	}
+	scopes := pol.ScopeMaskBytes(ent.scope) & tp.Scopes & mk.Scopes & typ.Cap
+	return e.authorize(d, st, route, r, mk, typ, scopes, CredentialToken, ent.sub, now)
 }
 
 // authorize applies what is common to keys and tokens once the credential is known good:

@@ -9,6 +9,7 @@ package verifier
 
 import (
 	"errors"
+	"strconv"
 
 	"github.com/latchkeyhq/latchkey/shared/apikey"
 	"github.com/latchkeyhq/latchkey/shared/hostcrypto"
@@ -113,6 +114,9 @@ type State struct {
 	policy *policy.Compiled
 	// stripNames are the identity header names (lower case) every host strips from requests.
 	stripNames []string
+	// tokenProfile names what a cached token was validated against (issuer, audience, leeway):
+	// a cache entry stays good across snapshots as long as it does not change.
+	tokenProfile string
 }
 
 // NewState compiles the policy a snapshot carries. It fails if the policy does not decode or
@@ -133,6 +137,9 @@ func NewState(v *snapshot.View) (*State, error) {
 		return nil, err
 	}
 	s := &State{view: v, policy: c}
+	if tp := c.Tokens(); tp != nil {
+		s.tokenProfile = tp.Issuer + "\x00" + tp.Audience + "\x00" + strconv.FormatInt(tp.Leeway, 10)
+	}
 	for _, n := range []string{p.Identity.Org, p.Identity.KeyID, p.Identity.KeyType, p.Identity.Scopes, p.Identity.Agent, p.Identity.Session, p.Identity.Credential} {
 		if n != "" {
 			s.stripNames = append(s.stripNames, lower(n))
@@ -156,6 +163,8 @@ func (s *State) StripHeaders() []string { return s.stripNames }
 type signingKeys struct {
 	v   *snapshot.View
 	now int64
+	// found is the key the last lookup returned: the one a successful verification used.
+	found jwt.Key
 }
 
 func (k *signingKeys) LookupKey(kid []byte) (jwt.Key, bool) {
@@ -163,7 +172,8 @@ func (k *signingKeys) LookupKey(kid []byte) (jwt.Key, bool) {
 	if !ok {
 		return jwt.Key{}, false
 	}
-	return jwt.Key{KID: kid, Alg: jwt.Alg(alg), Public: pub}, true
+	k.found = jwt.Key{KID: kid, Alg: jwt.Alg(alg), Public: pub}
+	return k.found, true
 }
 
 func lower(s string) string {
