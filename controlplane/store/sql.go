@@ -516,6 +516,18 @@ func (s *sqlStore) RotateKey(ctx context.Context, realm, oldID string, nk APIKey
 }
 
 func (s *sqlStore) ActiveKeys(ctx context.Context, realm string, now time.Time, fn func(APIKey) error) (uint64, error) {
+	return s.activeKeys(ctx, realm, now, false, func(k *APIKey) error { return fn(*k) })
+}
+
+// activeKeysWhere selects the keys ActiveKeys walks; $1 is the realm, $2 now.
+const activeKeysWhere = ` FROM api_keys WHERE realm = $1 AND NOT admin AND (expires_at IS NULL OR expires_at > $2) AND (revoked_at IS NULL OR revoked_at > $2)`
+
+// snapshotKeyCols are the columns ActiveSnapshotKeys reads: what a snapshot publishes.
+const snapshotKeyCols = `hash, type, scopes, org, agents, expires_at, revoked_at`
+
+// activeKeys walks the realm's active keys, whole (ActiveKeys) or as the snapshot builder
+// needs them (slim). fn gets a pointer to a value reused for every row.
+func (s *sqlStore) activeKeys(ctx context.Context, realm string, now time.Time, slim bool, fn func(*APIKey) error) (uint64, error) {
 	if err := validRealm("key", realm); err != nil {
 		return 0, err
 	}
@@ -527,19 +539,30 @@ func (s *sqlStore) ActiveKeys(ctx context.Context, realm string, now time.Time, 
 		if err := t.queryRow(ctx, `SELECT change_seq FROM realms WHERE name = $1`, realm).Scan(&seq); err != nil {
 			return s.mapErr("realm", err)
 		}
-		rs, err := t.query(ctx, `SELECT `+keyCols+` FROM api_keys
-			WHERE realm = $1 AND NOT admin AND (expires_at IS NULL OR expires_at > $2) AND (revoked_at IS NULL OR revoked_at > $2)`,
-			realm, norm(now))
+		cols := keyCols
+		if slim {
+			cols = snapshotKeyCols
+		}
+		rs, err := t.query(ctx, `SELECT `+cols+activeKeysWhere, realm, norm(now))
 		if err != nil {
 			return s.mapErr("key", err)
 		}
 		defer rs.Close()
+		var (
+			k  APIKey
+			sc slimScanner
+		)
 		for rs.Next() {
-			var k APIKey
-			if err := scanKey(rs, &k); err != nil {
+			if slim {
+				err = sc.scan(rs, &k)
+			} else {
+				k = APIKey{}
+				err = scanKey(rs, &k)
+			}
+			if err != nil {
 				return s.mapErr("key", err)
 			}
-			if err := fn(k); err != nil {
+			if err := fn(&k); err != nil {
 				return err
 			}
 		}
@@ -549,6 +572,71 @@ func (s *sqlStore) ActiveKeys(ctx context.Context, realm string, now time.Time, 
 		return 0, err
 	}
 	return uint64(seq), nil
+}
+
+// slimScanner reads snapshotKeyCols rows. Keys of a realm share a handful of scope and agent
+// lists, so the decoded lists are cached by their stored text and shared between keys.
+type slimScanner struct {
+	hash                   []byte
+	scopes, agents         string
+	expires, revoked       ts
+	lastScopes, lastAgents string
+	scopeList, agentList   []string
+	lists                  map[string][]string
+}
+
+func (sc *slimScanner) list(s string, last *string, cached *[]string) ([]string, error) {
+	if s == *last && *last != "" {
+		return *cached, nil
+	}
+	l, ok := sc.lists[s]
+	if !ok {
+		var err error
+		if l, err = decodeList(s); err != nil {
+			return nil, err
+		}
+		if sc.lists == nil {
+			sc.lists = map[string][]string{}
+		}
+		if len(sc.lists) < 4096 {
+			sc.lists[s] = l
+		}
+	}
+	*last, *cached = s, l
+	return l, nil
+}
+
+func (sc *slimScanner) scan(r row, k *APIKey) error {
+	if err := r.Scan(&sc.hash, &k.Type, &sc.scopes, &k.Org, &sc.agents, &sc.expires, &sc.revoked); err != nil {
+		return err
+	}
+	if len(sc.hash) != len(k.Hash) {
+		return errors.New("store: stored key hash is not 32 bytes")
+	}
+	copy(k.Hash[:], sc.hash)
+	var err error
+	if k.Scopes, err = sc.list(sc.scopes, &sc.lastScopes, &sc.scopeList); err != nil {
+		return err
+	}
+	if k.Agents, err = sc.list(sc.agents, &sc.lastAgents, &sc.agentList); err != nil {
+		return err
+	}
+	k.ExpiresAt, k.RevokedAt = sc.expires.ptr(), sc.revoked.ptr()
+	return nil
+}
+
+// ActiveSnapshotKeys is ActiveKeys for the snapshot builder, which needs only what a snapshot
+// publishes: fn gets keys with Realm, Hash, Type, Scopes, Org, Agents, ExpiresAt and RevokedAt
+// set and the other fields zero (ID too: Hash.ID() is the key's id). The *APIKey is reused for
+// the next row, so fn copies what it keeps of it (the strings and slices it holds stay valid);
+// Scopes and Agents may be shared between keys, so fn must not modify them. Reading 7 columns
+// instead of 17 halves the time of a million-key read on SQLite, whose driver costs per
+// column. A Store from another package gets ActiveKeys' keys.
+func ActiveSnapshotKeys(ctx context.Context, st Store, realm string, now time.Time, fn func(*APIKey) error) (uint64, error) {
+	if s, ok := st.(*sqlStore); ok {
+		return s.activeKeys(ctx, realm, now, true, func(k *APIKey) error { k.Realm = realm; return fn(k) })
+	}
+	return st.ActiveKeys(ctx, realm, now, func(k APIKey) error { return fn(&k) })
 }
 
 func (s *sqlStore) KeyChangesSince(ctx context.Context, realm string, since uint64, now time.Time, limit int) (KeyChanges, error) {
