@@ -10,6 +10,8 @@ TINYGO := $(TINYGOROOT)/bin/tinygo
 TINYGO_FLAGS := -target=wasm/tinygo/wasip1.json -buildmode=c-shared -scheduler=none -gc=conservative -no-debug
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
 STATICCHECK_VERSION := v0.8.2
+VERSITYGW_VERSION := v1.8.0
+VERSITYGW := $(TOOLS_DIR)/bin/versitygw
 
 # FUZZTIME is how long `make fuzz` runs each fuzz target; `make test` runs each for a fixed count
 # of inputs. Counts, not durations, in CI: go1.26's fuzz coordinator can report a spurious
@@ -17,7 +19,7 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME ?= 30s
 SMOKE_FUZZTIME ?= 4000x
 
-.PHONY: all dev test test-go fuzz fuzz-smoke bench check tools vectors
+.PHONY: all build dev test test-go fuzz fuzz-smoke bench bench-controlplane check tools vectors
 
 all: test
 
@@ -29,7 +31,11 @@ dev:
 test: check test-go fuzz-smoke
 
 test-go:
-	$(GO) test -race -count=1 ./...
+	LATCHKEY_VERSITYGW=$(wildcard $(VERSITYGW)) $(GO) test -race -count=1 ./...
+
+## build: the binaries, into bin/.
+build:
+	$(GO) build -o bin/latchkey ./cmd/latchkey
 
 ## fuzz: each fuzz target for $(FUZZTIME).
 fuzz:
@@ -57,6 +63,11 @@ fuzz-run:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./shared/...
 
+## bench-controlplane: store, signer and publisher benchmarks (the first run generates a 1M-key
+## SQLite store, ~2 min; LATCHKEY_BENCH_DIR keeps it between runs).
+bench-controlplane:
+	$(GO) test -run='^$$' -bench=. -benchmem ./controlplane/store ./controlplane/signer ./controlplane/publisher
+
 ## vectors: regenerate shared/testdata/vectors/*.json (then review the diff).
 vectors:
 	$(GO) test ./shared/verifier -run '^TestGenerateVectors$$' -args -update
@@ -75,3 +86,4 @@ check:
 tools:
 	@LATCHKEY_TOOLS_DIR=$(TOOLS_DIR) bash wasm/tinygo/install.sh >/dev/null
 	@test -x $(STATICCHECK) || GOBIN=$(HOME)/go/bin $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@test -x $(VERSITYGW) || GOBIN=$(TOOLS_DIR)/bin $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
