@@ -7,7 +7,7 @@ TOOLS_DIR ?= $(HOME)/.cache/latchkey
 TINYGO_VERSION := 0.41.1
 export TINYGOROOT := $(TOOLS_DIR)/tinygo-$(TINYGO_VERSION)
 TINYGO := $(TINYGOROOT)/bin/tinygo
-TINYGO_FLAGS := -target=wasm/tinygo/wasip1.json -buildmode=c-shared -scheduler=none -gc=conservative -no-debug
+TINYGO_FLAGS := -target=wasm/tinygo/wasip1.json -buildmode=c-shared -scheduler=none -gc=precise -no-debug
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
 STATICCHECK_VERSION := v0.8.2
 VERSITYGW_VERSION := v1.8.0
@@ -19,7 +19,7 @@ VERSITYGW := $(TOOLS_DIR)/bin/versitygw
 FUZZTIME ?= 30s
 SMOKE_FUZZTIME ?= 4000x
 
-.PHONY: all build dev test test-go fuzz fuzz-smoke bench bench-controlplane check tools vectors
+.PHONY: all build dev test test-go fuzz fuzz-smoke bench bench-controlplane check tools vectors wasm wasm-no-tinygo
 
 all: test
 
@@ -30,7 +30,7 @@ dev:
 ## test: static checks, every test (race detector on), then each fuzz target briefly.
 test: check test-go fuzz-smoke
 
-test-go:
+test-go: wasm
 	LATCHKEY_VERSITYGW=$(wildcard $(VERSITYGW)) $(GO) test -race -count=1 ./...
 
 ## build: the binaries, into bin/.
@@ -45,7 +45,7 @@ fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz-run T=$(SMOKE_FUZZTIME)
 
 fuzz-run:
-	@set -e; for pkg in $$($(GO) list ./shared/... ./controlplane/... ./examples/...); do \
+	@set -e; for pkg in $$($(GO) list ./shared/... ./controlplane/... ./examples/... ./wasm/...); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "fuzz $$pkg $$t ($(T))"; \
 	    dir=$$($(GO) list -f '{{.Dir}}' $$pkg)/testdata/fuzz/$$t; \
@@ -59,14 +59,37 @@ fuzz-run:
 	  done; \
 	done
 
-## bench: the core's benchmarks, with allocations.
-bench:
-	$(GO) test -run='^$$' -bench=. -benchmem ./shared/...
+## bench: the core's and the filter's benchmarks (native and the four Wasm builds), with allocations.
+bench: wasm
+	$(GO) test -run='^$$' -bench=. -benchmem ./shared/... ./edge/filter
 
 ## bench-controlplane: store, signer and publisher benchmarks (the first run generates a 1M-key
 ## SQLite store, ~2 min; LATCHKEY_BENCH_DIR keeps it between runs).
 bench-controlplane:
-	$(GO) test -run='^$$' -bench=. -benchmem ./controlplane/store ./controlplane/signer ./controlplane/publisher
+	$(GO) test -run='^$$' -bench=. -benchmem ./controlplane/store ./controlplane/signer ./controlplane/publisher ./controlplane/api
+
+WASM_DIR := wasm/verifier/build
+WASM_GO := $(WASM_DIR)/accel-go.wasm $(WASM_DIR)/portable-go.wasm
+WASM_TINYGO := $(WASM_DIR)/accel-tinygo.wasm $(WASM_DIR)/portable-tinygo.wasm
+# What a guest build reads (the guest imports only shared/ and the standard library).
+# edge/filter's tests reuse these outputs while they are newer than all of it.
+WASM_INPUTS := $(shell find wasm/verifier shared -name '*.go' -not -name '*_test.go' -not -path '*/testdata/*') \
+	wasm/tinygo/wasip1.json Makefile
+
+## wasm: the verifier module (wasm/verifier), accelerated and portable, built by TinyGo and by standard Go.
+wasm: $(WASM_GO) $(if $(wildcard $(TINYGO)),$(WASM_TINYGO),wasm-no-tinygo)
+
+wasm-no-tinygo:
+	@if [ -n "$$CI" ]; then echo "tinygo missing ($(TINYGO)): run make tools"; exit 1; fi
+	@echo "SKIP $(notdir $(WASM_TINYGO)): tinygo not installed (make tools installs it)"
+
+$(WASM_GO): $(WASM_DIR)/%-go.wasm: $(WASM_INPUTS)
+	@mkdir -p $(@D)
+	GOOS=wasip1 GOARCH=wasm $(GO) build -tags='$(filter accel,$*)' -buildmode=c-shared -trimpath -ldflags='-s -w' -o $@ ./wasm/verifier
+
+$(WASM_TINYGO): $(WASM_DIR)/%-tinygo.wasm: $(WASM_INPUTS)
+	@mkdir -p $(@D)
+	$(TINYGO) build $(TINYGO_FLAGS) -tags='$(filter accel,$*)' -o $@ ./wasm/verifier
 
 ## vectors: regenerate shared/testdata/vectors/*.json (then review the diff).
 vectors:
@@ -76,7 +99,8 @@ vectors:
 check:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
-	GOOS=wasip1 GOARCH=wasm $(GO) vet ./shared/...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./shared/... ./wasm/...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet -tags=accel ./wasm/...
 	@if [ -x "$(STATICCHECK)" ]; then $(STATICCHECK) ./...; \
 	 elif [ -n "$$CI" ]; then echo "staticcheck missing: run make tools"; exit 1; \
 	 else echo "SKIP staticcheck: not installed (make tools installs it)"; fi

@@ -1,0 +1,174 @@
+// Package wasmbuild builds the verifier guest (wasm/verifier) for tests and benchmarks of the
+// Wasm hosts: the accelerated and portable flavours, each with TinyGo and with standard Go.
+// It reuses `make wasm`'s outputs when they are newer than every source, and otherwise builds
+// into a directory the caller owns.
+package wasmbuild
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Variant is one build of the guest.
+type Variant struct {
+	// Name is the build's file name without .wasm, and the host name in test names
+	// ("accel-tinygo" is hosted as "wazero-accel-tinygo").
+	Name     string
+	Accel    bool
+	Compiler string // "tinygo" or "go"
+}
+
+// Variants are the four builds, TinyGo (the release build) first.
+var Variants = []Variant{
+	{"accel-tinygo", true, "tinygo"},
+	{"portable-tinygo", false, "tinygo"},
+	{"accel-go", true, "go"},
+	{"portable-go", false, "go"},
+}
+
+// ErrNoTinyGo means TinyGo is not installed where the Makefile puts it (`make tools`).
+var ErrNoTinyGo = errors.New("tinygo not installed (make tools)")
+
+// TinyGoVersion is the TinyGo the Makefile installs.
+const TinyGoVersion = "0.41.1"
+
+// Builder builds variants into Dir, once each.
+type Builder struct {
+	// Root is the module root (the directory holding go.mod).
+	Root string
+	// Dir receives builds that `make wasm`'s outputs could not provide.
+	Dir string
+
+	mu    sync.Mutex
+	built map[string]result
+}
+
+type result struct {
+	path string
+	err  error
+}
+
+// Path returns the path of v's module, building it if needed.
+func (b *Builder) Path(v Variant) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if r, ok := b.built[v.Name]; ok {
+		return r.path, r.err
+	}
+	if b.built == nil {
+		b.built = map[string]result{}
+	}
+	path, err := b.build(v)
+	b.built[v.Name] = result{path, err}
+	return path, err
+}
+
+func (b *Builder) build(v Variant) (string, error) {
+	made := filepath.Join(b.Root, "wasm", "verifier", "build", v.Name+".wasm")
+	if fresh(made, b.inputs()) {
+		return made, nil
+	}
+	out := filepath.Join(b.Dir, v.Name+".wasm")
+	tags := ""
+	if v.Accel {
+		tags = "accel"
+	}
+	var cmd *exec.Cmd
+	switch v.Compiler {
+	case "go":
+		cmd = exec.Command("go", "build", "-tags="+tags, "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", out, "./wasm/verifier")
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOTOOLCHAIN=local")
+	case "tinygo":
+		root := TinyGoRoot()
+		bin := filepath.Join(root, "bin", "tinygo")
+		if _, err := os.Stat(bin); err != nil {
+			return "", ErrNoTinyGo
+		}
+		args := append([]string{"build"}, b.tinyGoFlags()...)
+		cmd = exec.Command(bin, append(args, "-tags="+tags, "-o", out, "./wasm/verifier")...)
+		cmd.Env = append(os.Environ(), "TINYGOROOT="+root, "GOTOOLCHAIN=local")
+	default:
+		return "", errors.New("wasmbuild: unknown compiler " + v.Compiler)
+	}
+	cmd.Dir = b.Root
+	if outb, err := cmd.CombinedOutput(); err != nil {
+		return "", errors.New("wasmbuild: " + strings.Join(cmd.Args, " ") + ": " + err.Error() + "\n" + string(outb))
+	}
+	return out, nil
+}
+
+// DefaultTinyGoFlags are the TinyGo flags used when the Makefile's TINYGO_FLAGS cannot be
+// read.
+var DefaultTinyGoFlags = []string{"-target=wasm/tinygo/wasip1.json", "-buildmode=c-shared", "-scheduler=none", "-gc=precise", "-no-debug"}
+
+// tinyGoFlags returns the Makefile's TINYGO_FLAGS, so that tests build what `make wasm`
+// builds.
+func (b *Builder) tinyGoFlags() []string {
+	data, err := os.ReadFile(filepath.Join(b.Root, "Makefile"))
+	if err != nil {
+		return DefaultTinyGoFlags
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		name, value, ok := strings.Cut(line, ":=")
+		if ok && strings.TrimSpace(name) == "TINYGO_FLAGS" && !strings.Contains(value, "$") {
+			return strings.Fields(value)
+		}
+	}
+	return DefaultTinyGoFlags
+}
+
+// TinyGoRoot is where `make tools` installs TinyGo: $TINYGOROOT when set, else
+// $HOME/.cache/latchkey/tinygo-<version>.
+func TinyGoRoot() string {
+	if r := os.Getenv("TINYGOROOT"); r != "" {
+		return r
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "latchkey", "tinygo-"+TinyGoVersion)
+}
+
+// inputs are the files a guest build depends on: the guest and the core's Go files (it imports
+// nothing else but the standard library, so go.mod and go.sum are left out: they change with
+// every dependency of the rest of the module), the TinyGo target and the Makefile (its flags).
+func (b *Builder) inputs() []string {
+	var files []string
+	for _, dir := range []string{"wasm/verifier", "shared"} {
+		_ = filepath.WalkDir(filepath.Join(b.Root, dir), func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			if d.IsDir() && (d.Name() == "build" || d.Name() == "testdata") {
+				return filepath.SkipDir
+			}
+			if !d.IsDir() && strings.HasSuffix(p, ".go") && !strings.HasSuffix(p, "_test.go") {
+				files = append(files, p)
+			}
+			return nil
+		})
+	}
+	for _, f := range []string{"wasm/tinygo/wasip1.json", "Makefile"} {
+		files = append(files, filepath.Join(b.Root, f))
+	}
+	return files
+}
+
+// fresh reports whether out exists and is newer than every input.
+func fresh(out string, inputs []string) bool {
+	st, err := os.Stat(out)
+	if err != nil {
+		return false
+	}
+	var newest time.Time
+	for _, f := range inputs {
+		if fi, err := os.Stat(f); err == nil && fi.ModTime().After(newest) {
+			newest = fi.ModTime()
+		}
+	}
+	return !newest.IsZero() && st.ModTime().After(newest)
+}
