@@ -11,6 +11,7 @@ TINYGO_FLAGS := -target=wasm/tinygo/wasip1.json -buildmode=c-shared -scheduler=n
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
 STATICCHECK_VERSION := v0.8.2
 VERSITYGW_VERSION := v1.8.0
+WASM_DIR := wasm/verifier/build
 VERSITYGW := $(TOOLS_DIR)/bin/versitygw
 
 # FUZZTIME is how long `make fuzz` runs each fuzz target; `make test` runs each for a fixed count
@@ -23,9 +24,11 @@ SMOKE_FUZZTIME ?= 4000x
 
 all: test
 
-## dev: the whole thing in one process on embedded defaults (arrives with step 3).
-dev:
-	@echo "make dev arrives with step 3 (edge + latchkey dev); today: make test, make bench"; exit 1
+## dev: control plane (SQLite), snapshots in a local folder, the edge (Wasm verifier on wazero)
+## and a demo upstream, in one process; prints an admin key, sample keys and what to try.
+DEV_WASM = $(if $(wildcard $(TINYGO)),$(WASM_DIR)/accel-tinygo.wasm,$(WASM_DIR)/accel-go.wasm)
+dev: $(DEV_WASM)
+	$(GO) run ./cmd/latchkey dev --wasm $(DEV_WASM) $(DEV_FLAGS)
 
 ## test: static checks, every test (race detector on), then each fuzz target briefly.
 test: check test-go fuzz-smoke
@@ -68,7 +71,6 @@ bench: wasm
 bench-controlplane:
 	$(GO) test -run='^$$' -bench=. -benchmem ./controlplane/store ./controlplane/signer ./controlplane/publisher ./controlplane/api
 
-WASM_DIR := wasm/verifier/build
 WASM_GO := $(WASM_DIR)/accel-go.wasm $(WASM_DIR)/portable-go.wasm
 WASM_TINYGO := $(WASM_DIR)/accel-tinygo.wasm $(WASM_DIR)/portable-tinygo.wasm
 # What a guest build reads (the guest imports only shared/ and the standard library).

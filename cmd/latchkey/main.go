@@ -56,6 +56,8 @@ const usageText = `latchkey — authentication for API platforms, checked at the
 
 Usage:
   latchkey serve [flags]                      run the control plane
+  latchkey dev [--addr A] [--edge-addr A] [--data-dir D] [--wasm M]
+                                              control plane + edge + demo upstream, one process
   latchkey keys create --type T [--name N] [--scope S]... [--org O] [--agent A]... [--expires-in D]
   latchkey keys list [--type T] [--org O] [--include-revoked]
   latchkey keys revoke <id>
@@ -83,6 +85,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cmd {
 	case "serve":
 		return e.serve(ctx, rest)
+	case "dev":
+		return e.dev(ctx, rest)
 	case "keys", "key":
 		return e.keys(ctx, rest)
 	case "tokens", "token":
