@@ -247,3 +247,16 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// CreateBucket creates the target's bucket, for first-time setup and tests; a bucket that
+// already exists and is ours is not an error.
+func (t *S3Target) CreateBucket(ctx context.Context) error {
+	_, err := t.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(t.bucket)})
+	if err != nil && (s3Code(err) == "BucketAlreadyOwnedByYou" || s3Code(err) == "BucketAlreadyExists" && s3Status(err) == 409) {
+		return nil
+	}
+	if err != nil {
+		return &Error{Op: "create bucket", Name: t.bucket, Err: err}
+	}
+	return nil
+}

@@ -1,23 +1,20 @@
 package publisher
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/latchkeyhq/latchkey/controlplane/publisher/s3test"
 )
 
 // testTarget runs the Target conformance suite: what the publisher relies on from every kind
@@ -256,99 +253,10 @@ func TestDirTargetTwoInstances(t *testing.T) {
 
 // ---- S3, against versitygw ----
 
-const versitygwEnv = "LATCHKEY_VERSITYGW"
+// s3Server is a versitygw for the test (see package s3test).
+type s3Server = s3test.Server
 
-// versitygwPath finds the versitygw binary: LATCHKEY_VERSITYGW, then where `make tools`
-// installs it, then PATH. Without it the test skips (fails in CI).
-func versitygwPath(t testing.TB) string {
-	if p := os.Getenv(versitygwEnv); p != "" {
-		return p
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		p := filepath.Join(home, ".cache", "latchkey", "bin", "versitygw")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("versitygw not found (%s, ~/.cache/latchkey/bin, PATH): run make tools", versitygwEnv)
-	}
-	t.Skip("versitygw (make tools) not found: skipping the S3 tests")
-	return ""
-}
-
-// s3Server is a versitygw serving a posix directory on a loopback port.
-type s3Server struct {
-	endpoint, access, secret string
-}
-
-// startVersityGW starts a gateway for the test (about 0.1 s) serving a temporary directory
-// on a free loopback port with root credentials, and stops it when the test ends.
-func startVersityGW(t *testing.T) *s3Server {
-	t.Helper()
-	bin := versitygwPath(t)
-	root := t.TempDir()
-	const access, secret = "latchkeytest", "latchkey-test-secret-key"
-	for attempt := 0; ; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := "127.0.0.1:" + strconv.Itoa(port)
-		cmd := exec.Command(bin, "--port", addr, "--access", access, "--secret", secret, "--quiet", "posix", root)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start versitygw: %v", err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		stop := func() {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if err := waitListening(addr, exited); err != nil {
-			stop()
-			if attempt < 3 {
-				continue // most likely the port was taken in between
-			}
-			t.Fatalf("versitygw did not start: %v\n%s", err, out.String())
-		}
-		t.Cleanup(stop)
-		return &s3Server{endpoint: "http://" + addr, access: access, secret: secret}
-	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// waitListening waits until addr answers HTTP, or the process exits.
-func waitListening(addr string, exited <-chan error) error {
-	deadline := time.Now().Add(30 * time.Second)
-	client := &http.Client{Timeout: time.Second}
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("exited: %v", err)
-		default:
-		}
-		if resp, err := client.Get("http://" + addr + "/"); err == nil {
-			resp.Body.Close()
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return errors.New("no answer within 30s")
-}
+func startVersityGW(t *testing.T) *s3Server { return s3test.Start(t) }
 
 var bucketSeq struct {
 	mu sync.Mutex
@@ -364,8 +272,8 @@ func newS3Target(t testing.TB, srv *s3Server, prefix string) *S3Target {
 	bucket := "latchkey-test-" + strconv.Itoa(bucketSeq.n)
 	bucketSeq.mu.Unlock()
 	tg, err := NewS3Target(ctx, S3Config{
-		Bucket: bucket, Prefix: prefix, Endpoint: srv.endpoint, Region: "us-east-1",
-		AccessKey: srv.access, SecretKey: srv.secret, PathStyle: true,
+		Bucket: bucket, Prefix: prefix, Endpoint: srv.Endpoint, Region: "us-east-1",
+		AccessKey: srv.Access, SecretKey: srv.Secret, PathStyle: true,
 	})
 	if err != nil {
 		t.Fatal(err)
