@@ -7,7 +7,7 @@ TOOLS_DIR ?= $(HOME)/.cache/latchkey
 TINYGO_VERSION := 0.41.1
 export TINYGOROOT := $(TOOLS_DIR)/tinygo-$(TINYGO_VERSION)
 TINYGO := $(TINYGOROOT)/bin/tinygo
-TINYGO_FLAGS := -target=wasm/tinygo/wasip1.json -buildmode=c-shared -scheduler=none -gc=precise -no-debug
+TINYGO_FLAGS := -target=wasm/tinygo/wasip1.json -buildmode=c-shared -scheduler=none -gc=precise -opt=2 -no-debug
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(HOME)/go/bin/staticcheck)
 STATICCHECK_VERSION := v0.8.2
 VERSITYGW_VERSION := v1.8.0

@@ -32,7 +32,7 @@ type benchCase struct {
 	cacheSize int
 }
 
-func benchCases(b *testing.B) []benchCase {
+func benchCases(b testing.TB) []benchCase {
 	fx := profile(b, "agrenting")
 	req := func(cred string) *Input {
 		return &Input{Now: fx.Now * 1e9, Method: "GET", Path: "/api/v1/wallet", Header: http.Header{"Authorization": {"Bearer " + cred}}}

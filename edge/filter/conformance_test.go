@@ -132,6 +132,47 @@ func checkHTTP(t *testing.T, d Decider, now int64, in *Input, res *Result) {
 	}
 }
 
+// TestTokenCachedOnEveryHost: a repeated client token is answered from the verified-token cache
+// (Result.TokenCached) on every host, the first sight and API keys are not, and a disabled
+// cache never is; each decision is byte for byte the native core's.
+func TestTokenCachedOnEveryHost(t *testing.T) {
+	b := profile(t, "agrenting")
+	req := func(cred string) *Input {
+		return &Input{Now: b.Now * 1e9, Method: "GET", Path: "/api/v1/wallet", Header: http.Header{"Authorization": {"Bearer " + cred}}}
+	}
+	tok, key := req(b.Tokens["login"]), req(b.Keys["user"])
+	for _, h := range hosts() {
+		t.Run(h.name, func(t *testing.T) {
+			for _, c := range []struct {
+				cacheSize int
+				in        []*Input
+				cached    []bool
+			}{
+				{0, []*Input{tok, tok, key, tok}, []bool{false, true, false, true}},
+				{-1, []*Input{tok, tok}, []bool{false, false}},
+			} {
+				ref := loaded(t, host{name: "native"}, b, Config{poolSize: 1, tokenCacheSize: c.cacheSize})
+				d := loaded(t, h, b, Config{poolSize: 1, tokenCacheSize: c.cacheSize})
+				for i, in := range c.in {
+					var want, got Result
+					if err := ref.Decide(in, &want); err != nil {
+						t.Fatal(err)
+					}
+					if err := d.Decide(in, &got); err != nil {
+						t.Fatal(err)
+					}
+					if !got.Allow || got.TokenCached != c.cached[i] {
+						t.Errorf("cache size %d, request %d: %d %s, TokenCached %v, want %v", c.cacheSize, i, got.Status, got.Reason(), got.TokenCached, c.cached[i])
+					}
+					if !bytes.Equal(got.raw, want.raw) {
+						t.Errorf("cache size %d, request %d: decision differs from the native core's", c.cacheSize, i)
+					}
+				}
+			}
+		})
+	}
+}
+
 func contains(list []string, v string) bool {
 	for _, x := range list {
 		if x == v {

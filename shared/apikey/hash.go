@@ -117,8 +117,14 @@ func ParseIDBytes(b []byte) (ID, error) { return parseID(b) }
 
 func parseID[T string | []byte](s T) (ID, error) {
 	var id ID
-	if len(s) != idTextLen || string(s[:len(idPrefix)]) != idPrefix || !allIn(s[len(idPrefix):], classLowerHex) {
+	if len(s) != idTextLen || !allIn(s[len(idPrefix):], classLowerHex) {
 		return ID{}, ErrID
+	}
+	// Byte by byte: string(s[:4]) would allocate under TinyGo when T is []byte.
+	for i := 0; i < len(idPrefix); i++ {
+		if s[i] != idPrefix[i] {
+			return ID{}, ErrID
+		}
 	}
 	decodeLowerHex(id[:], s[len(idPrefix):])
 	return id, nil

@@ -1,5 +1,7 @@
 package apikey
 
+import "github.com/latchkeyhq/latchkey/shared/internal/bytestr"
+
 // Matcher finds which key type a presented key belongs to by its prefix. When several
 // prefixes match ("tb_" and "tb_internal_" both match "tb_internal_…"), the longest wins:
 // every key of the longer type also starts with the shorter prefix, so the longer prefix
@@ -38,7 +40,7 @@ func NewMatcher(prefixes []string) Matcher {
 func (m *Matcher) Match(key []byte) int {
 	for i := range m.entries {
 		p := m.entries[i].prefix
-		if len(key) >= len(p) && string(key[:len(p)]) == p {
+		if bytestr.HasPrefix(key, p) {
 			return m.entries[i].index
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"io"
 
+	"github.com/latchkeyhq/latchkey/shared/internal/bytestr"
 	"github.com/latchkeyhq/latchkey/shared/limits"
 )
 
@@ -59,7 +60,7 @@ func (s Spec) Check(key []byte) error {
 	if len(key) > limits.MaxKeyBytes {
 		return ErrLength
 	}
-	if len(key) < len(s.Prefix) || string(key[:len(s.Prefix)]) != s.Prefix {
+	if !bytestr.HasPrefix(key, s.Prefix) {
 		return ErrPrefix
 	}
 	body := key[len(s.Prefix):]
@@ -75,7 +76,7 @@ func (s Spec) Check(key []byte) error {
 		// non-canonical digit strings that would decode to the same value modulo 2^32.
 		var want [Base62ChecksumLen]byte
 		putChecksum(&want, crc32.ChecksumIEEE(key[:len(key)-Base62ChecksumLen]))
-		if string(body[Base62BodyLen:]) != string(want[:]) {
+		if !bytestr.EqualBytes(body[Base62BodyLen:], want[:]) {
 			return ErrChecksum
 		}
 		return nil

@@ -12,6 +12,8 @@ import (
 	"crypto/elliptic"
 	"crypto/sha256"
 	"sync"
+
+	"github.com/latchkeyhq/latchkey/shared/internal/bytestr"
 )
 
 // Sizes of the encodings the Provider works with.
@@ -116,7 +118,7 @@ func (c *keyCache) get(raw []byte) *ecdsa.PublicKey {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i := range c.keys {
-		if c.keys[i].pub != nil && string(c.keys[i].raw[:]) == string(raw) {
+		if c.keys[i].pub != nil && bytestr.EqualBytes(c.keys[i].raw[:], raw) {
 			return c.keys[i].pub
 		}
 	}

@@ -2,6 +2,7 @@ package jwt
 
 import (
 	"github.com/latchkeyhq/latchkey/shared/hostcrypto"
+	"github.com/latchkeyhq/latchkey/shared/internal/bytestr"
 	"github.com/latchkeyhq/latchkey/shared/limits"
 )
 
@@ -27,7 +28,7 @@ type Claims struct {
 // HasAudience reports whether aud is one of the token's audiences.
 func (c *Claims) HasAudience(aud string) bool {
 	for i := 0; i < c.NumAudience && i < len(c.Audience); i++ {
-		if string(c.Audience[i]) == aud {
+		if bytestr.Equal(c.Audience[i], aud) {
 			return true
 		}
 	}
@@ -63,7 +64,7 @@ func (p *Parsed) claims(out *Claims) error {
 	// Strings unescaped for an earlier call on this token are dropped; those
 	// of the header are kept because KID and Typ may point at them.
 	p.s.strN = p.strMark
-	d := scanner{data: p.payload, s: p.s}
+	d := p.s.scanner(p.payload)
 	it, err := d.beginObject(1)
 	if err != nil {
 		return err
@@ -77,28 +78,28 @@ func (p *Parsed) claims(out *Claims) error {
 		if !ok {
 			break
 		}
-		switch string(name) {
-		case "iss":
+		switch {
+		case bytestr.Equal(name, "iss"):
 			out.Issuer, err = d.claimString("iss")
-		case "sub":
+		case bytestr.Equal(name, "sub"):
 			out.Subject, err = d.claimString("sub")
-		case "org":
+		case bytestr.Equal(name, "org"):
 			out.Org, err = d.claimString("org")
-		case "scope":
+		case bytestr.Equal(name, "scope"):
 			out.Scope, err = d.claimString("scope")
-		case "jti":
+		case bytestr.Equal(name, "jti"):
 			out.JTI, err = d.claimString("jti")
-		case "key_id":
+		case bytestr.Equal(name, "key_id"):
 			out.KeyID, err = d.claimString("key_id")
-		case "aud":
+		case bytestr.Equal(name, "aud"):
 			err = d.audience(out)
-		case "exp":
+		case bytestr.Equal(name, "exp"):
 			out.Expiry, err = d.numericDate("exp")
 			hasExp = true
-		case "nbf":
+		case bytestr.Equal(name, "nbf"):
 			out.NotBefore, err = d.numericDate("nbf")
 			out.HasNotBefore = true
-		case "iat":
+		case bytestr.Equal(name, "iat"):
 			out.IssuedAt, err = d.numericDate("iat")
 			out.HasIssuedAt = true
 		default:
@@ -208,18 +209,19 @@ type Validator struct {
 // ±2^53, so none of these sums can overflow. A nil Validator checks the times
 // with no leeway and nothing else.
 func (v *Validator) Check(p *Parsed, c *Claims, now int64) error {
-	var zero Validator
-	if v == nil {
-		v = &zero
+	// A copy rather than a pointer to a zero Validator, which TinyGo would put on the heap.
+	var cfg Validator
+	if v != nil {
+		cfg = *v
 	}
-	leeway := v.Leeway
+	leeway := cfg.Leeway
 	if leeway < 0 {
 		leeway = 0
 	}
 	if leeway > limits.MaxLeewaySeconds {
 		leeway = limits.MaxLeewaySeconds
 	}
-	if v.Typ != "" && (p == nil || string(p.Typ) != v.Typ) {
+	if cfg.Typ != "" && (p == nil || !bytestr.Equal(p.Typ, cfg.Typ)) {
 		return ErrType
 	}
 	if now >= c.Expiry+leeway {
@@ -231,10 +233,10 @@ func (v *Validator) Check(p *Parsed, c *Claims, now int64) error {
 	if c.HasIssuedAt && c.IssuedAt-leeway > now {
 		return ErrIssuedInFuture
 	}
-	if v.Issuer != "" && string(c.Issuer) != v.Issuer {
+	if cfg.Issuer != "" && !bytestr.Equal(c.Issuer, cfg.Issuer) {
 		return ErrIssuer
 	}
-	if v.Audience != "" && !c.HasAudience(v.Audience) {
+	if cfg.Audience != "" && !c.HasAudience(cfg.Audience) {
 		return ErrAudience
 	}
 	return nil

@@ -1,9 +1,9 @@
 package jwt
 
 import (
-	"bytes"
 	"unicode/utf8"
 
+	"github.com/latchkeyhq/latchkey/shared/internal/bytestr"
 	"github.com/latchkeyhq/latchkey/shared/limits"
 )
 
@@ -87,7 +87,7 @@ func (d *scanner) next(it *objIter) (name []byte, ok bool, err error) {
 	}
 	names := &d.s.names[it.level-1]
 	for i := 0; i < it.n; i++ {
-		if bytes.Equal(names[i], name) {
+		if bytestr.EqualBytes(names[i], name) {
 			return nil, false, ErrDuplicateName
 		}
 	}
@@ -180,7 +180,7 @@ func (d *scanner) skipValue(level int) error {
 }
 
 func (d *scanner) literal(word string) error {
-	if len(d.data)-d.pos < len(word) || string(d.data[d.pos:d.pos+len(word)]) != word {
+	if !bytestr.HasPrefix(d.data[d.pos:], word) {
 		return ErrMalformed
 	}
 	d.pos += len(word)

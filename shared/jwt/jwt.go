@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	"github.com/latchkeyhq/latchkey/shared/hostcrypto"
+	"github.com/latchkeyhq/latchkey/shared/internal/bytestr"
 	"github.com/latchkeyhq/latchkey/shared/limits"
 )
 
@@ -26,10 +27,10 @@ const (
 // ParseAlg maps a JWS "alg" value to an Alg. Matching is exact and
 // case-sensitive ("EDDSA" is not "EdDSA").
 func ParseAlg(name []byte) (Alg, bool) {
-	switch string(name) {
-	case "EdDSA":
+	switch {
+	case bytestr.Equal(name, "EdDSA"):
 		return AlgEdDSA, true
-	case "ES256":
+	case bytestr.Equal(name, "ES256"):
 		return AlgES256, true
 	}
 	return 0, false
@@ -119,6 +120,15 @@ type Scratch struct {
 	str   [maxDecoded]byte // unescaped strings (names and values with escapes)
 	strN  int              // used bytes of str
 	names [limits.MaxJSONDepth][limits.MaxJSONMembers][]byte
+	// scan is the scanner of the header or the payload: kept here, TinyGo would otherwise
+	// allocate one for each.
+	scan scanner
+}
+
+// scanner returns the Scratch's scanner, reset to read data.
+func (s *Scratch) scanner(data []byte) *scanner {
+	s.scan = scanner{data: data, s: s}
+	return &s.scan
 }
 
 // Parsed is a token whose structure and header have been checked but whose
@@ -246,7 +256,7 @@ func decodePart(part, buf []byte) (decoded, rest []byte, err error) {
 // in "crit"; since "crit" itself is refused, no extension can change how the
 // token is verified.
 func (p *Parsed) parseHeader(header []byte) error {
-	d := scanner{data: header, s: p.s}
+	d := p.s.scanner(header)
 	it, err := d.beginObject(1)
 	if err != nil {
 		return err
@@ -261,27 +271,27 @@ func (p *Parsed) parseHeader(header []byte) error {
 		if !ok {
 			break
 		}
-		switch string(name) {
-		case "alg":
+		switch {
+		case bytestr.Equal(name, "alg"):
 			if alg, err = d.readString(true); err != nil {
 				return err
 			}
 			hasAlg = true
-		case "kid":
+		case bytestr.Equal(name, "kid"):
 			if p.KID, err = d.readString(true); err != nil {
 				return err
 			}
 			if len(p.KID) > limits.MaxIDBytes {
 				return ErrTooLarge
 			}
-		case "typ":
+		case bytestr.Equal(name, "typ"):
 			if p.Typ, err = d.readString(true); err != nil {
 				return err
 			}
 			if len(p.Typ) > limits.MaxClaimBytes {
 				return ErrTooLarge
 			}
-		case "crit":
+		case bytestr.Equal(name, "crit"):
 			crit = true
 			err = d.skipValue(2)
 		default:

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/latchkeyhq/latchkey/shared/apikey"
+	"github.com/latchkeyhq/latchkey/shared/internal/bytestr"
 	"github.com/latchkeyhq/latchkey/shared/limits"
 )
 
@@ -165,11 +166,11 @@ func (r *CompiledRoute) allows(method []byte) bool {
 		return true
 	}
 	for _, m := range r.Methods {
-		if string(method) == m {
+		if bytestr.Equal(method, m) {
 			return true
 		}
 	}
-	return r.getOK && string(method) == "HEAD"
+	return r.getOK && bytestr.Equal(method, "HEAD")
 }
 
 // Compile validates p and compiles it. The result does not refer to p.
@@ -466,20 +467,19 @@ func (c *Compiled) scopeBit(name string) int {
 	return -1
 }
 
-// scopeBitBytes is scopeBit for a []byte. The conversions sit inside comparisons, where the
-// compiler does not copy, so it never allocates.
+// scopeBitBytes is scopeBit for a []byte, which it never converts: TinyGo would allocate.
 func (c *Compiled) scopeBitBytes(name []byte) int {
 	lo, hi := 0, len(c.sortedScopes)
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
-		if c.sortedScopes[mid] < string(name) {
+		switch cmp := bytestr.Compare(name, c.sortedScopes[mid]); {
+		case cmp == 0:
+			return int(c.sortedBits[mid])
+		case cmp > 0:
 			lo = mid + 1
-		} else {
+		default:
 			hi = mid
 		}
-	}
-	if lo < len(c.sortedScopes) && c.sortedScopes[lo] == string(name) {
-		return int(c.sortedBits[lo])
 	}
 	return -1
 }

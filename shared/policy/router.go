@@ -3,6 +3,7 @@ package policy
 import (
 	"unicode/utf8"
 
+	"github.com/latchkeyhq/latchkey/shared/internal/bytestr"
 	"github.com/latchkeyhq/latchkey/shared/limits"
 )
 
@@ -166,14 +167,14 @@ func findLit(lits []litEdge, seg []byte) int32 {
 	lo, hi := 0, len(lits)
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
-		if lits[mid].seg < string(seg) {
+		switch c := bytestr.Compare(seg, lits[mid].seg); {
+		case c == 0:
+			return lits[mid].child
+		case c > 0:
 			lo = mid + 1
-		} else {
+		default:
 			hi = mid
 		}
-	}
-	if lo < len(lits) && lits[lo].seg == string(seg) {
-		return lits[lo].child
 	}
 	return -1
 }

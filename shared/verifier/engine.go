@@ -5,6 +5,7 @@ import (
 
 	"github.com/latchkeyhq/latchkey/shared/apikey"
 	"github.com/latchkeyhq/latchkey/shared/hostcrypto"
+	"github.com/latchkeyhq/latchkey/shared/internal/bytestr"
 	"github.com/latchkeyhq/latchkey/shared/jwt"
 	"github.com/latchkeyhq/latchkey/shared/limits"
 	"github.com/latchkeyhq/latchkey/shared/policy"
@@ -36,7 +37,7 @@ type Engine struct {
 func NewEngine(opts Options) *Engine {
 	e := &Engine{opts: opts, crypto: opts.Crypto, limiter: opts.Limiter}
 	if e.crypto == nil {
-		e.crypto = hostcrypto.Std
+		e.crypto = defaultCrypto()
 	}
 	if e.limiter == nil {
 		e.limiter = NewBucketLimiter(0)
@@ -183,12 +184,16 @@ func (e *Engine) decideToken(d *Decision, st *State, route *policy.CompiledRoute
 	if ent != nil {
 		// A cached token was verified once; what may have changed since is the key set
 		// (a signing key withdrawn or replaced under the same kid) and time.
-		if alg, pub, ok := st.view.SigningKeyAt(ent.kid, now); !ok || jwt.Alg(alg) != ent.alg || !bytes.Equal(pub, ent.pub) {
+		if alg, pub, ok := st.view.SigningKeyAt(ent.kid, now); !ok || jwt.Alg(alg) != ent.alg || !bytestr.EqualBytes(pub, ent.pub) {
 			ent = nil
-		} else if now >= ent.exp+tp.Leeway {
-			return e.deny(d, pol, route, policy.ReasonExpired)
-		} else if ent.nbf != 0 && now < ent.nbf-tp.Leeway {
-			return e.deny(d, pol, route, policy.ReasonInvalid)
+		} else {
+			d.TokenCached = true
+			if now >= ent.exp+tp.Leeway {
+				return e.deny(d, pol, route, policy.ReasonExpired)
+			}
+			if ent.nbf != 0 && now < ent.nbf-tp.Leeway {
+				return e.deny(d, pol, route, policy.ReasonInvalid)
+			}
 		}
 	}
 	if ent == nil {
@@ -238,14 +243,14 @@ func (e *Engine) decideToken(d *Decision, st *State, route *policy.CompiledRoute
 	}
 	if len(ent.org) != 0 {
 		org, _ := st.view.Org(mk.OrgIndex)
-		if !bytes.Equal(org, ent.org) {
+		if !bytestr.EqualBytes(org, ent.org) {
 			return e.deny(d, pol, route, policy.ReasonInvalid)
 		}
 	}
 	if !route.AllowToken {
 		return e.deny(d, pol, route, policy.ReasonCredential)
 	}
-	if route.SessionParam >= 0 && !bytes.Equal(e.params.Get(route.SessionParam), ent.sub) {
+	if route.SessionParam >= 0 && !bytestr.EqualBytes(e.params.Get(route.SessionParam), ent.sub) {
 		return e.deny(d, pol, route, policy.ReasonSession)
 	}
 	// A token never holds more than client tokens may, nor more than the key that minted it:
@@ -363,7 +368,7 @@ func (e *Engine) deny(d *Decision, pol *policy.Compiled, route *policy.CompiledR
 	default:
 		resp = route.Error(pol, r)
 	}
-	*d = Decision{Status: resp.Status, Reason: r, Response: resp, StripQueryToken: d.StripQueryToken, Route: d.Route}
+	*d = Decision{Status: resp.Status, Reason: r, Response: resp, StripQueryToken: d.StripQueryToken, Route: d.Route, TokenCached: d.TokenCached}
 	return d
 }
 

@@ -223,6 +223,39 @@ func TestTokenCacheBounded(t *testing.T) {
 	}
 }
 
+// TestTokenCachedReported: Decision.TokenCached is set exactly when a token was decided without
+// a signature check (a cache hit, allowed or denied), never for keys or a disabled cache.
+func TestTokenCachedReported(t *testing.T) {
+	b := build(t, "opencomputer")
+	st := loadBuilt(t, b)
+	cc := &countingCrypto{Provider: hostcrypto.Std}
+	e := verifier.NewEngine(verifier.Options{Crypto: cc, TokenCacheSize: 2})
+	e.SetState(st)
+	for i, name := range []string{"t1", "t1", "reader", "burned", "t1", "burned", "burned"} {
+		before := cc.verifies
+		d := e.Decide(sseRequest(b, "sess_1", b.Tokens[name], b.Now))
+		if hit := cc.verifies == before; d.TokenCached != hit {
+			t.Fatalf("request %d (%s, %d %s): TokenCached %v, cache hit %v", i, name, d.Status, d.Reason, d.TokenCached, hit)
+		}
+		if i == 6 && (!d.TokenCached || d.Reason != policy.ReasonRevoked) {
+			t.Fatalf("revoked token from the cache: %d %s cached %v", d.Status, d.Reason, d.TokenCached)
+		}
+	}
+	if d := e.Decide(sseRequest(b, "sess_1", b.Tokens["t1"], b.Now+630)); d.Reason != policy.ReasonExpired || !d.TokenCached {
+		t.Fatalf("cached token past exp: %d %s cached %v", d.Status, d.Reason, d.TokenCached)
+	}
+	if d := e.Decide(bearer("POST", "/v3/sessions", b.Keys["org"], b.Now)); !d.Allow || d.TokenCached {
+		t.Fatalf("API key: %d %s cached %v", d.Status, d.Reason, d.TokenCached)
+	}
+	off := verifier.NewEngine(verifier.Options{TokenCacheSize: -1})
+	off.SetState(st)
+	for i := 0; i < 2; i++ {
+		if d := off.Decide(sseRequest(b, "sess_1", b.Tokens["t1"], b.Now)); !d.Allow || d.TokenCached {
+			t.Fatalf("cache disabled, request %d: %d %s cached %v", i, d.Status, d.Reason, d.TokenCached)
+		}
+	}
+}
+
 func TestRateLimited(t *testing.T) {
 	b := build(t, "opencomputer") // client class: burst 20, 1 per second
 	e := verifier.NewEngine(verifier.Options{})

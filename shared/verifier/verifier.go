@@ -95,6 +95,9 @@ type Decision struct {
 	// StripQueryToken is true when the query credential parameter must be removed from the
 	// request before it is forwarded (routes that honour query tokens).
 	StripQueryToken bool
+	// TokenCached is true when a client token was decided from the verified-token cache, with
+	// no signature verification (allowed or denied); false for every other decision.
+	TokenCached bool
 }
 
 // IdentityHeaders returns the headers to inject upstream.
@@ -189,7 +192,8 @@ func lower(s string) string {
 // Options configure an Engine. The zero value is usable: standard-library crypto, a
 // 4096-entry token cache, no staleness limit.
 type Options struct {
-	// Crypto supplies hashing and signature checks; nil means hostcrypto.Std.
+	// Crypto supplies hashing and signature checks; nil means hostcrypto.Std, except in builds
+	// tagged accel (the Wasm guest with host crypto), where it is required.
 	Crypto hostcrypto.Provider
 	// TokenCacheSize bounds the verified-token cache; 0 means 4096, negative disables it.
 	TokenCacheSize int

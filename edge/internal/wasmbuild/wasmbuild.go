@@ -105,7 +105,7 @@ func (b *Builder) build(v Variant) (string, error) {
 
 // DefaultTinyGoFlags are the TinyGo flags used when the Makefile's TINYGO_FLAGS cannot be
 // read.
-var DefaultTinyGoFlags = []string{"-target=wasm/tinygo/wasip1.json", "-buildmode=c-shared", "-scheduler=none", "-gc=precise", "-no-debug"}
+var DefaultTinyGoFlags = []string{"-target=wasm/tinygo/wasip1.json", "-buildmode=c-shared", "-scheduler=none", "-gc=precise", "-opt=2", "-no-debug"}
 
 // tinyGoFlags returns the Makefile's TINYGO_FLAGS, so that tests build what `make wasm`
 // builds.

@@ -131,6 +131,33 @@ func TestCodecAllocations(t *testing.T) {
 	}
 }
 
+// TestDecisionFlags: each flag bit travels on its own; bits beyond them are refused.
+func TestDecisionFlags(t *testing.T) {
+	for _, d := range []abi.Decision{
+		{Allow: true, Status: 200},
+		{StripQueryToken: true, Status: 401, Reason: 2},
+		{TokenCached: true, Status: 401, Reason: 3},
+		{Allow: true, StripQueryToken: true, TokenCached: true, Status: 200, Credential: 2},
+	} {
+		b, err := abi.AppendDecision(nil, &d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got abi.Decision
+		if err := got.Decode(b); err != nil {
+			t.Fatal(err)
+		}
+		if got.Allow != d.Allow || got.StripQueryToken != d.StripQueryToken || got.TokenCached != d.TokenCached {
+			t.Errorf("flags %+v decoded as allow %v strip %v cached %v", d, got.Allow, got.StripQueryToken, got.TokenCached)
+		}
+		for bit := 3; bit < 8; bit++ {
+			if err := got.Decode(patch(b, 1, b[1]|1<<bit)); !errors.Is(err, abi.ErrMalformed) {
+				t.Errorf("flag bit %d: %v, want ErrMalformed", bit, err)
+			}
+		}
+	}
+}
+
 // TestDecisionsOfEveryProfile encodes the core's decision for every conformance case and
 // checks that the decoded form says the same as the core: this is the path every host takes.
 func TestDecisionsOfEveryProfile(t *testing.T) {
@@ -180,7 +207,7 @@ func TestDecisionsOfEveryProfile(t *testing.T) {
 				t.Fatalf("%s/%s: %v", name, c.Name, err)
 			}
 			o := &profiles.Outcome{Status: got.Status, Route: string(got.Route)}
-			if got.Allow != v.Allow || got.StripQueryToken != v.StripQueryToken || got.Reason != uint8(v.Reason) {
+			if got.Allow != v.Allow || got.StripQueryToken != v.StripQueryToken || got.TokenCached != v.TokenCached || got.Reason != uint8(v.Reason) {
 				t.Fatalf("%s/%s: flags differ", name, c.Name)
 			}
 			if !got.Allow {

@@ -21,6 +21,9 @@ type Decision struct {
 	Allow bool
 	// StripQueryToken: remove the query credential parameter before forwarding.
 	StripQueryToken bool
+	// TokenCached: a client token decided from the guest's verified-token cache, without a
+	// signature check (verifier.Decision.TokenCached).
+	TokenCached bool
 	// Status is 200 on allow, else the denial's HTTP status.
 	Status int
 	// Reason is the policy.Reason of a denial, 0 on allow.
@@ -49,9 +52,10 @@ const decisionFixed = 1 + 1 + 1 + 1 + 2 + 1 + 1 + 8
 
 // Decision flags.
 const (
-	flagAllow      = 1 << 0
-	flagStripQuery = 1 << 1
-	decisionFlags  = flagAllow | flagStripQuery
+	flagAllow       = 1 << 0
+	flagStripQuery  = 1 << 1
+	flagTokenCached = 1 << 2
+	decisionFlags   = flagAllow | flagStripQuery | flagTokenCached
 )
 
 // Set fills d from the core's decision without copying: d's slices point into v, the Engine
@@ -59,7 +63,7 @@ const (
 // compiled policy (route names, rendered headers) are viewed as bytes in place; nothing may
 // write through them.
 func (d *Decision) Set(v *verifier.Decision) {
-	d.Allow, d.StripQueryToken = v.Allow, v.StripQueryToken
+	d.Allow, d.StripQueryToken, d.TokenCached = v.Allow, v.StripQueryToken, v.TokenCached
 	d.Status, d.Reason, d.Credential, d.RetryAfter = v.Status, uint8(v.Reason), uint8(v.Credential), v.RetryAfter
 	d.Route = stringBytes(v.Route)
 	d.Org, d.KeyID, d.KeyType, d.Session, d.Agent, d.Scopes = nil, nil, nil, nil, nil, nil
@@ -148,6 +152,9 @@ func AppendDecision(dst []byte, d *Decision) ([]byte, error) {
 	}
 	if d.StripQueryToken {
 		flags |= flagStripQuery
+	}
+	if d.TokenCached {
+		flags |= flagTokenCached
 	}
 	b[0], b[1], b[2], b[3] = Version, flags, d.Reason, d.Credential
 	binary.LittleEndian.PutUint16(b[4:], uint16(d.Status))
@@ -238,7 +245,7 @@ func (d *Decision) Decode(b []byte) error {
 		return ErrMalformed
 	}
 	*d = Decision{
-		Allow: flags&flagAllow != 0, StripQueryToken: flags&flagStripQuery != 0,
+		Allow: flags&flagAllow != 0, StripQueryToken: flags&flagStripQuery != 0, TokenCached: flags&flagTokenCached != 0,
 		Status: status, Reason: reason, Credential: cred, RetryAfter: retry,
 		Route: fields[0], Org: fields[1], KeyID: fields[2], KeyType: fields[3], Session: fields[4], Agent: fields[5], Scopes: fields[6],
 		Identity: ids, Headers: hs, Body: body,

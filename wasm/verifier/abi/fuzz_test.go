@@ -39,6 +39,8 @@ func FuzzDecodeDecision(f *testing.F) {
 		{Status: 401, Reason: 1, Route: []byte("r"), Headers: []abi.Header{{Name: []byte("content-type"), Value: []byte("application/json")}}, Body: []byte(`{"error":"x"}`)},
 		{Allow: true, StripQueryToken: true, Status: 200, Credential: 2, Org: []byte("org_1"), KeyID: []byte("key_00"), Identity: []abi.Header{{Name: []byte("x-org"), Value: []byte("org_1")}}},
 		{Status: 429, Reason: 12, RetryAfter: 3},
+		{Allow: true, TokenCached: true, Status: 200, Credential: 2, Session: []byte("sess_1")},
+		{Status: 401, Reason: 3, TokenCached: true, StripQueryToken: true},
 	} {
 		b, err := abi.AppendDecision(nil, d)
 		if err != nil {
