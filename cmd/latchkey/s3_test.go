@@ -1,109 +1,33 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/latchkeyhq/latchkey/controlplane/publisher"
+	"github.com/latchkeyhq/latchkey/controlplane/publisher/s3test"
 )
 
-// versitygwPath finds the S3-compatible server the tests publish to: LATCHKEY_VERSITYGW,
-// then where `make tools` installs it, then PATH. Without it the test skips (fails in CI).
-func versitygwPath(t *testing.T) string {
-	if p := os.Getenv("LATCHKEY_VERSITYGW"); p != "" {
-		return p
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		p := filepath.Join(home, ".cache", "latchkey", "bin", "versitygw")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if p, err := exec.LookPath("versitygw"); err == nil {
-		return p
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("versitygw not found (LATCHKEY_VERSITYGW, ~/.cache/latchkey/bin, PATH): run make tools")
-	}
-	t.Skip("versitygw (make tools) not found: skipping the S3 test")
-	return ""
-}
+const s3Access, s3Secret = s3test.Access, s3test.Secret
 
-const s3Access, s3Secret = "latchkeytest", "latchkey-test-secret-key"
-
-// startS3 runs versitygw on a loopback port over a temporary directory, with one bucket,
-// until the test ends, and returns its endpoint.
+// startS3 runs versitygw (see s3test) with one bucket until the test ends and returns its
+// endpoint.
 func startS3(t *testing.T, bucket string) string {
 	t.Helper()
-	bin := versitygwPath(t)
-	for attempt := 0; ; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		cmd := exec.Command(bin, "--port", addr, "--access", s3Access, "--secret", s3Secret, "--quiet", "posix", t.TempDir())
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start versitygw: %v", err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		stop := func() {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if err := waitHTTP(addr, exited); err != nil {
-			stop()
-			if attempt < 3 {
-				continue // the port was most likely taken in between
-			}
-			t.Fatalf("versitygw did not start: %v\n%s", err, out.String())
-		}
-		t.Cleanup(stop)
-		endpoint := "http://" + addr
-		client := s3.New(s3.Options{
-			Region: "us-east-1", BaseEndpoint: aws.String(endpoint), UsePathStyle: true,
-			Credentials: credentials.NewStaticCredentialsProvider(s3Access, s3Secret, ""),
-		})
-		if _, err := client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-			t.Fatalf("create bucket: %v", err)
-		}
-		return endpoint
+	srv := s3test.Start(t)
+	tg, err := publisher.NewS3Target(context.Background(), publisher.S3Config{Bucket: bucket, Endpoint: srv.Endpoint,
+		Region: "us-east-1", AccessKey: srv.Access, SecretKey: srv.Secret, PathStyle: true})
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-
-func waitHTTP(addr string, exited <-chan error) error {
-	const waitFor = 30 * time.Second
-	deadline := time.Now().Add(waitFor)
-	client := &http.Client{Timeout: time.Second}
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("exited: %v", err)
-		default:
-		}
-		if resp, err := client.Get("http://" + addr + "/"); err == nil {
-			resp.Body.Close()
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := tg.CreateBucket(context.Background()); err != nil {
+		t.Fatalf("create bucket: %v", err)
 	}
-	return errors.New("no answer within " + waitFor.String())
+	return srv.Endpoint
 }
 
 // `latchkey serve` with a bucket publishes there (not to the directory), and

@@ -5,14 +5,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/pb33f/libopenapi"
 	oaval "github.com/pb33f/libopenapi-validator"
 	"github.com/pb33f/libopenapi-validator/config"
@@ -31,6 +27,7 @@ import (
 	"github.com/latchkeyhq/latchkey/controlplane/publisher"
 	"github.com/latchkeyhq/latchkey/controlplane/signer"
 	"github.com/latchkeyhq/latchkey/controlplane/store"
+	"github.com/latchkeyhq/latchkey/controlplane/store/storetest"
 	"github.com/latchkeyhq/latchkey/shared/apikey"
 	"github.com/latchkeyhq/latchkey/shared/hostcrypto"
 )
@@ -47,43 +44,7 @@ func sqliteURL(t testing.TB) string {
 	return "sqlite://" + filepath.Join(t.TempDir(), "latchkey.db")
 }
 
-const postgresEnv = "LATCHKEY_TEST_POSTGRES"
-
-// postgresURL gives the test a schema of its own in the database LATCHKEY_TEST_POSTGRES names,
-// dropped when the test ends.
-func postgresURL(t testing.TB) string {
-	base := os.Getenv(postgresEnv)
-	if base == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s must name a PostgreSQL database in CI", postgresEnv)
-		}
-		t.Skipf("%s not set: skipping the PostgreSQL backend", postgresEnv)
-	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	schema := "latchkey_api_test_" + hex.EncodeToString(rnd[:])
-	ctx := context.Background()
-	admin := func(stmt string) {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Fatalf("connect to %s: %v", postgresEnv, err)
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
-	admin("CREATE SCHEMA " + schema)
-	t.Cleanup(func() { admin("DROP SCHEMA " + schema + " CASCADE") })
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+func postgresURL(t testing.TB) string { return storetest.PostgresURL(t, "latchkey_api_test_") }
 
 // forEachBackend runs f as a subtest per backend.
 func forEachBackend(t *testing.T, f func(t *testing.T, b backend)) {

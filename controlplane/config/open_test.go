@@ -4,24 +4,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/latchkeyhq/latchkey/controlplane/config"
 	"github.com/latchkeyhq/latchkey/controlplane/signer"
+	"github.com/latchkeyhq/latchkey/controlplane/store/storetest"
 )
-
-const postgresEnv = "LATCHKEY_TEST_POSTGRES"
 
 // backends return a database URL for a fresh, empty database, or "" for SQLite in the data
 // directory (the default).
@@ -33,41 +28,7 @@ var backends = []struct {
 	{"postgres", postgresURL},
 }
 
-// postgresURL creates a schema of its own in the database LATCHKEY_TEST_POSTGRES names and
-// returns a URL whose connections use it; the schema is dropped when the test ends.
-func postgresURL(t *testing.T) string {
-	base := os.Getenv(postgresEnv)
-	if base == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s must name a PostgreSQL database in CI", postgresEnv)
-		}
-		t.Skipf("%s not set: skipping the PostgreSQL backend", postgresEnv)
-	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	schema := "latchkey_cfg_" + hex.EncodeToString(rnd[:])
-	ctx := context.Background()
-	exec := func(stmt string) {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Fatalf("connect to %s: %v", postgresEnv, err)
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
-	exec("CREATE SCHEMA " + schema)
-	t.Cleanup(func() { exec("DROP SCHEMA " + schema + " CASCADE") })
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+func postgresURL(t *testing.T) string { return storetest.PostgresURL(t, "latchkey_cfg_") }
 
 func open(t *testing.T, c config.Config, env map[string]string) (*config.ControlPlane, error) {
 	t.Helper()

@@ -6,8 +6,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,9 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/latchkeyhq/latchkey/controlplane/store"
+	"github.com/latchkeyhq/latchkey/controlplane/store/storetest"
 	"github.com/latchkeyhq/latchkey/shared/apikey"
 	"github.com/latchkeyhq/latchkey/shared/hostcrypto"
 	"github.com/latchkeyhq/latchkey/shared/snapshot"
@@ -56,45 +53,12 @@ type backend struct {
 var backends = []backend{{"sqlite", openSQLite}, {"postgres", openPostgres}}
 
 func openSQLite(t testing.TB) store.Store {
-	return openStore(t, "sqlite://"+filepath.Join(t.TempDir(), "latchkey.db"))
+	return openStore(t, storetest.SQLiteURL(t))
 }
 
-const postgresEnv = "LATCHKEY_TEST_POSTGRES"
-
-// openPostgres opens a store in a schema of its own in the database LATCHKEY_TEST_POSTGRES
-// names, dropped when the test ends.
+// openPostgres opens a store in a schema of its own (see storetest.PostgresURL).
 func openPostgres(t testing.TB) store.Store {
-	base := os.Getenv(postgresEnv)
-	if base == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s must name a PostgreSQL database in CI", postgresEnv)
-		}
-		t.Skipf("%s not set: skipping the PostgreSQL backend", postgresEnv)
-	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	schema := "latchkey_pub_" + hex.EncodeToString(rnd[:])
-	admin := func(stmt string) {
-		ctx := context.Background()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Fatalf("connect to %s: %v", postgresEnv, err)
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
-	admin("CREATE SCHEMA " + schema)
-	t.Cleanup(func() { admin("DROP SCHEMA " + schema + " CASCADE") })
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return openStore(t, u.String())
+	return openStore(t, storetest.PostgresURL(t, "latchkey_pub_"))
 }
 
 func openStore(t testing.TB, u string) store.Store {

@@ -2,21 +2,16 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
-	"net/url"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/latchkeyhq/latchkey/controlplane/store/storetest"
 	"github.com/latchkeyhq/latchkey/shared/apikey"
 )
 
@@ -37,44 +32,7 @@ func sqliteURL(t testing.TB) string {
 	return "sqlite://" + filepath.Join(t.TempDir(), "latchkey.db")
 }
 
-const postgresEnv = "LATCHKEY_TEST_POSTGRES"
-
-// postgresURL creates a schema of its own in the database LATCHKEY_TEST_POSTGRES names and
-// returns a URL whose connections use it, so parallel runs never meet; the schema is
-// dropped when the test ends.
-func postgresURL(t testing.TB) string {
-	base := os.Getenv(postgresEnv)
-	if base == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s must name a PostgreSQL database in CI", postgresEnv)
-		}
-		t.Skipf("%s not set: skipping the PostgreSQL backend", postgresEnv)
-	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	schema := "latchkey_test_" + hex.EncodeToString(rnd[:])
-	ctx := context.Background()
-	admin := func(stmt string) {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Fatalf("connect to %s: %v", postgresEnv, err)
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
-	admin("CREATE SCHEMA " + schema)
-	t.Cleanup(func() { admin("DROP SCHEMA " + schema + " CASCADE") })
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+func postgresURL(t testing.TB) string { return storetest.PostgresURL(t, "latchkey_test_") }
 
 // openURL opens a store and closes it when the test ends.
 func openURL(t testing.TB, u string) Store {

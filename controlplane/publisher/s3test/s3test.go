@@ -42,6 +42,9 @@ func Path(t testing.TB) string {
 	return ""
 }
 
+// Access and Secret are the root credentials of every Server.
+const Access, Secret = "latchkeytest", "latchkey-test-secret-key"
+
 // Server is a versitygw serving a posix directory on a loopback port.
 type Server struct {
 	Endpoint, Access, Secret string
@@ -53,7 +56,7 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	bin := Path(t)
 	root := t.TempDir()
-	const access, secret = "latchkeytest", "latchkey-test-secret-key"
+	access, secret := Access, Secret
 	for attempt := 0; ; attempt++ {
 		port, err := freePort()
 		if err != nil {
