@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -122,7 +123,7 @@ func TestEdgeDecidesAndProxies(t *testing.T) {
 	m, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{`latchkey_edge_decisions_total{outcome="allow",reason="none",status="200"} 1`, `latchkey_edge_decisions_total{outcome="deny",reason="missing",status="401"} 1`, "latchkey_edge_snapshot_version "} {
-		if !contains(m, want) {
+		if !strings.Contains(string(m), want) {
 			t.Errorf("metrics lack %q:\n%s", want, m)
 		}
 	}
