@@ -79,24 +79,24 @@ func (e *env) devRun(ctx context.Context, args []string, ready chan<- *devSetup)
 		return e.getenv(k)
 	}
 
-	listen := func(addr, what string) (net.Listener, error) {
+	listen := func(addr, what, flag string) (net.Listener, error) {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, fmt.Errorf("%s: listen on %s: %w (use --%s)", what, addr, err, map[string]string{"control plane": "addr", "edge": "edge-addr", "upstream": "upstream-addr"}[what])
+			return nil, fmt.Errorf("%s: listen on %s: %w (choose another with --%s)", what, addr, err, flag)
 		}
 		return ln, nil
 	}
-	cpLn, err := listen(*cpAddr, "control plane")
+	cpLn, err := listen(*cpAddr, "control plane", "addr")
 	if err != nil {
 		return err
 	}
 	defer cpLn.Close()
-	edgeLn, err := listen(*edgeAddr, "edge")
+	edgeLn, err := listen(*edgeAddr, "edge", "edge-addr")
 	if err != nil {
 		return err
 	}
 	defer edgeLn.Close()
-	upLn, err := listen(*upAddr, "upstream")
+	upLn, err := listen(*upAddr, "upstream", "upstream-addr")
 	if err != nil {
 		return err
 	}
