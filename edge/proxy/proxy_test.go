@@ -129,18 +129,6 @@ func TestEdgeDecidesAndProxies(t *testing.T) {
 	}
 }
 
-func contains(b []byte, s string) bool {
-	return len(s) > 0 && len(b) >= len(s) && indexOf(string(b), s) >= 0
-}
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
-}
 
 // BenchmarkProxy compares latchkey-edge with a bare httputil.ReverseProxy in front of the same
 // upstream, in one run, under load from this process on loopback (keep-alive clients,
