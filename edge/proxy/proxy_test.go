@@ -129,7 +129,6 @@ func TestEdgeDecidesAndProxies(t *testing.T) {
 	}
 }
 
-
 // BenchmarkProxy compares latchkey-edge with a bare httputil.ReverseProxy in front of the same
 // upstream, in one run, under load from this process on loopback (keep-alive clients,
 // b.RunParallel). The ratio edge/bare of the req/s metrics is the figure DESIGN asks for
