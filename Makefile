@@ -20,7 +20,7 @@ VERSITYGW := $(TOOLS_DIR)/bin/versitygw
 FUZZTIME ?= 30s
 SMOKE_FUZZTIME ?= 4000x
 
-.PHONY: all build dev test test-go fuzz fuzz-smoke bench bench-controlplane check tools vectors wasm wasm-no-tinygo
+.PHONY: all build dev test test-go fuzz fuzz-smoke bench bench-controlplane check tools vectors wasm wasm-no-tinygo httpwasm
 
 all: test
 
@@ -93,6 +93,22 @@ $(WASM_TINYGO): $(WASM_DIR)/%-tinygo.wasm: $(WASM_INPUTS)
 	@mkdir -p $(@D)
 	$(TINYGO) build $(TINYGO_FLAGS) -tags='$(filter accel,$*)' -o $@ ./wasm/verifier
 
+HTTPWASM_DIR := wasm/httpwasm/build
+# What the http-wasm guest build reads: the guest, its config, the ABI codec and the core.
+HTTPWASM_INPUTS := $(shell find wasm/httpwasm wasm/verifier/abi shared -name '*.go' -not -name '*_test.go' -not -path '*/testdata/*') \
+	wasm/tinygo/wasip1.json Makefile
+
+## httpwasm: the http-wasm guest (wasm/httpwasm: Traefik plugin, Dapr middleware), built by TinyGo and by standard Go.
+httpwasm: $(HTTPWASM_DIR)/httpwasm-go.wasm $(if $(wildcard $(TINYGO)),$(HTTPWASM_DIR)/httpwasm-tinygo.wasm,wasm-no-tinygo)
+
+$(HTTPWASM_DIR)/httpwasm-go.wasm: $(HTTPWASM_INPUTS)
+	@mkdir -p $(@D)
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -ldflags='-s -w' -o $@ ./wasm/httpwasm
+
+$(HTTPWASM_DIR)/httpwasm-tinygo.wasm: $(HTTPWASM_INPUTS)
+	@mkdir -p $(@D)
+	$(TINYGO) build $(TINYGO_FLAGS) -o $@ ./wasm/httpwasm
+
 ## vectors: regenerate shared/testdata/vectors/*.json (then review the diff).
 vectors:
 	$(GO) test ./shared/verifier -run '^TestGenerateVectors$$' -args -update
@@ -103,6 +119,7 @@ check:
 	$(GO) vet ./...
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./shared/... ./wasm/...
 	GOOS=wasip1 GOARCH=wasm $(GO) vet -tags=accel ./wasm/...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet -tags=latchkey_fixedclock ./wasm/httpwasm/...
 	@if [ -x "$(STATICCHECK)" ]; then $(STATICCHECK) ./...; \
 	 elif [ -n "$$CI" ]; then echo "staticcheck missing: run make tools"; exit 1; \
 	 else echo "SKIP staticcheck: not installed (make tools installs it)"; fi
