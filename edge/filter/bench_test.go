@@ -16,8 +16,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 
-	"github.com/latchkeyhq/latchkey/edge/internal/wasmbuild"
 	"github.com/latchkeyhq/latchkey/examples/profiles"
+	"github.com/latchkeyhq/latchkey/internal/wasmbuild"
 	"github.com/latchkeyhq/latchkey/shared/apikey"
 	"github.com/latchkeyhq/latchkey/shared/policy"
 	"github.com/latchkeyhq/latchkey/shared/snapshot"

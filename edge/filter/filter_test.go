@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/latchkeyhq/latchkey/edge/internal/wasmbuild"
+	"github.com/latchkeyhq/latchkey/internal/wasmbuild"
 	"github.com/latchkeyhq/latchkey/shared/policy"
 )
 

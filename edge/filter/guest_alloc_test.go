@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/latchkeyhq/latchkey/edge/internal/wasmbuild"
+	"github.com/latchkeyhq/latchkey/internal/wasmbuild"
 	"github.com/latchkeyhq/latchkey/shared/snapshot"
 )
 

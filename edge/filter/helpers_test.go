@@ -14,8 +14,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 
-	"github.com/latchkeyhq/latchkey/edge/internal/wasmbuild"
 	"github.com/latchkeyhq/latchkey/examples/profiles"
+	"github.com/latchkeyhq/latchkey/internal/wasmbuild"
 	"github.com/latchkeyhq/latchkey/shared/snapshot"
 	"github.com/latchkeyhq/latchkey/shared/verifier"
 )

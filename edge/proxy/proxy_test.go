@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/latchkeyhq/latchkey/edge/internal/wasmbuild"
 	edgesync "github.com/latchkeyhq/latchkey/edge/sync"
 	"github.com/latchkeyhq/latchkey/examples/profiles"
+	"github.com/latchkeyhq/latchkey/internal/wasmbuild"
 	"github.com/latchkeyhq/latchkey/shared/hostcrypto"
 	"github.com/latchkeyhq/latchkey/shared/snapshot"
 )

@@ -1,7 +1,8 @@
-// Package wasmbuild builds the verifier guest (wasm/verifier) for tests and benchmarks of the
-// Wasm hosts: the accelerated and portable flavours, each with TinyGo and with standard Go.
-// It reuses `make wasm`'s outputs when they are newer than every source, and otherwise builds
-// into a directory the caller owns.
+// Package wasmbuild builds latchkey's Wasm guests for tests and benchmarks of their hosts: the
+// verifier (wasm/verifier: accelerated and portable, each with TinyGo and with standard Go),
+// the http-wasm and proxy-wasm guests, with the Makefile's flags. It reuses `make`'s outputs
+// when they are newer than every source, and otherwise builds into a directory the caller
+// owns.
 package wasmbuild
 
 import (
@@ -18,18 +19,54 @@ import (
 // Variant is one build of the guest.
 type Variant struct {
 	// Name is the build's file name without .wasm, and the host name in test names
-	// ("accel-tinygo" is hosted as "wazero-accel-tinygo").
+	// ("accel-tinygo" is hosted as "wazero-accel-tinygo"). It names the build within a
+	// Builder: two variants of one Builder need two names.
 	Name     string
-	Accel    bool
+	Accel    bool   // the build tag "accel"
 	Compiler string // "tinygo" or "go"
+	// Package is the guest to build, relative to the module root; "" is "./wasm/verifier".
+	Package string
+	// Tags are further build tags (a test build's "latchkey_fixedclock").
+	Tags []string
+	// Made is the `make` output that serves instead of a build while it is newer than every
+	// source, relative to the module root: "" is wasm/verifier/build/<Name>.wasm for the
+	// verifier and nothing for other guests; "-" is never.
+	Made string
+}
+
+func (v Variant) pkg() string {
+	if v.Package == "" {
+		return "./wasm/verifier"
+	}
+	return v.Package
+}
+
+func (v Variant) made() string {
+	switch {
+	case v.Made == "-":
+		return ""
+	case v.Made != "":
+		return v.Made
+	case v.pkg() == "./wasm/verifier":
+		return filepath.Join("wasm", "verifier", "build", v.Name+".wasm")
+	}
+	return ""
+}
+
+func (v Variant) tags() string {
+	tags := append([]string(nil), v.Tags...)
+	if v.Accel {
+		tags = append(tags, "accel")
+	}
+	return strings.Join(tags, ",")
 }
 
 // Variants are the four builds, TinyGo (the release build) first.
 var Variants = []Variant{
-	{"accel-tinygo", true, "tinygo"},
-	{"portable-tinygo", false, "tinygo"},
-	{"accel-go", true, "go"},
-	{"portable-go", false, "go"},
+	{Name: "accel-tinygo", Accel: true, Compiler: "tinygo"},
+	{Name: "portable-tinygo", Compiler: "tinygo"},
+	{Name: "accel-go", Accel: true, Compiler: "go"},
+	{Name: "portable-go", Compiler: "go"},
 }
 
 // ErrNoTinyGo means TinyGo is not installed where the Makefile puts it (`make tools`).
@@ -70,19 +107,17 @@ func (b *Builder) Path(v Variant) (string, error) {
 }
 
 func (b *Builder) build(v Variant) (string, error) {
-	made := filepath.Join(b.Root, "wasm", "verifier", "build", v.Name+".wasm")
-	if fresh(made, b.inputs()) {
-		return made, nil
+	if m := v.made(); m != "" {
+		if made := filepath.Join(b.Root, m); fresh(made, b.inputs()) {
+			return made, nil
+		}
 	}
 	out := filepath.Join(b.Dir, v.Name+".wasm")
-	tags := ""
-	if v.Accel {
-		tags = "accel"
-	}
+	tags := v.tags()
 	var cmd *exec.Cmd
 	switch v.Compiler {
 	case "go":
-		cmd = exec.Command("go", "build", "-tags="+tags, "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", out, "./wasm/verifier")
+		cmd = exec.Command("go", "build", "-tags="+tags, "-buildmode=c-shared", "-trimpath", "-ldflags=-s -w", "-o", out, v.pkg())
 		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "GOTOOLCHAIN=local")
 	case "tinygo":
 		root := TinyGoRoot()
@@ -91,7 +126,7 @@ func (b *Builder) build(v Variant) (string, error) {
 			return "", ErrNoTinyGo
 		}
 		args := append([]string{"build"}, b.tinyGoFlags()...)
-		cmd = exec.Command(bin, append(args, "-tags="+tags, "-o", out, "./wasm/verifier")...)
+		cmd = exec.Command(bin, append(args, "-tags="+tags, "-o", out, v.pkg())...)
 		cmd.Env = append(os.Environ(), "TINYGOROOT="+root, "GOTOOLCHAIN=local")
 	default:
 		return "", errors.New("wasmbuild: unknown compiler " + v.Compiler)
@@ -133,12 +168,13 @@ func TinyGoRoot() string {
 	return filepath.Join(home, ".cache", "latchkey", "tinygo-"+TinyGoVersion)
 }
 
-// inputs are the files a guest build depends on: the guest and the core's Go files (it imports
-// nothing else but the standard library, so go.mod and go.sum are left out: they change with
-// every dependency of the rest of the module), the TinyGo target and the Makefile (its flags).
+// inputs are the files a guest build may depend on: the Go files of the guests and the core
+// (guests import nothing else of the module; go.mod and go.sum are left out, as they change
+// with every dependency of the rest of the module, and the guests' few dependencies are
+// pinned), the TinyGo target and the Makefile (its flags).
 func (b *Builder) inputs() []string {
 	var files []string
-	for _, dir := range []string{"wasm/verifier", "shared"} {
+	for _, dir := range []string{"wasm", "shared"} {
 		_ = filepath.WalkDir(filepath.Join(b.Root, dir), func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return nil

@@ -22,7 +22,7 @@ func TestTinyGoFlagsFromMakefile(t *testing.T) {
 		t.Fatalf("from the Makefile: %v", got)
 	}
 	// The repository's own Makefile gives flags that build a reactor.
-	real := (&Builder{Root: "../../.."}).tinyGoFlags()
+	real := (&Builder{Root: "../.."}).tinyGoFlags()
 	if !slices.Contains(real, "-buildmode=c-shared") || !slices.Contains(real, "-scheduler=none") {
 		t.Fatalf("Makefile TINYGO_FLAGS: %v", real)
 	}
