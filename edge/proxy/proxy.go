@@ -129,12 +129,29 @@ func New(ctx context.Context, cfg Config) (*Edge, error) {
 	}
 	e.registerGauges()
 
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+cfg.PathPrefix+"/healthz", e.healthz)
-	mux.Handle("GET "+cfg.PathPrefix+"/metrics", promhttp.HandlerFor(e.reg, promhttp.HandlerOpts{}))
-	mux.Handle("/", f)
-	e.handler = mux
+	e.handler = e.route(f, promhttp.HandlerFor(e.reg, promhttp.HandlerOpts{}))
 	return e, nil
+}
+
+// route serves GET <prefix>/healthz and <prefix>/metrics itself and everything else through
+// the filter. Not an http.ServeMux: it answers a path holding dot segments or double slashes
+// with a redirect to the cleaned path, so such a request would never reach the filter, whose
+// policy decides it (profiles refuse dot segments with their documented 403).
+func (e *Edge) route(f http.Handler, metrics http.Handler) http.Handler {
+	health, metricsPath := e.cfg.PathPrefix+"/healthz", e.cfg.PathPrefix+"/metrics"
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			switch r.URL.Path {
+			case health:
+				e.healthz(w, r)
+				return
+			case metricsPath:
+				metrics.ServeHTTP(w, r)
+				return
+			}
+		}
+		f.ServeHTTP(w, r)
+	})
 }
 
 // load hands a verified snapshot to the filter (which verifies it again, inside the guest

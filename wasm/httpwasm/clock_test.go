@@ -15,6 +15,7 @@ import (
 	"github.com/tetratelabs/wazero"
 
 	"github.com/latchkeyhq/latchkey/examples/profiles"
+	"github.com/latchkeyhq/latchkey/examples/profiles/conformance"
 	"github.com/latchkeyhq/latchkey/shared/snapshot"
 	"github.com/latchkeyhq/latchkey/wasm/httpwasm/config"
 	"github.com/latchkeyhq/latchkey/wasm/verifier/abi"
@@ -72,13 +73,13 @@ func TestClock(t *testing.T) {
 		{"go/real-clock", "go-release", cfg, nil, 299, ""},
 		{"tinygo/real-clock", "tinygo", cfg, nil, 299, ""},
 		{"go/fake-host-clock", "go-release", cfg, wazero.NewModuleConfig(), 503, "in the future"},
-		{"go/release-refuses-now-override", "go-release", profileFixture(t, "agrenting").config, nil, 503, "now_override"},
+		{"go/release-refuses-now-override", "go-release", guestConfig(t, conformance.Load(t, "agrenting")), nil, 503, "now_override"},
 		{"go/no-config", "go-release", "", nil, 503, "no guest configuration"},
 		{"go/bad-config", "go-release", "{\"config\": \"bm9wZQ==\"}", nil, 503, "malformed"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			logs := &logger{}
-			srv := front(t, c.compiler, []byte(c.config), &upstream{}, c.mc, handler.Logger(logs))
+			srv := front(t, c.compiler, []byte(c.config), &conformance.Recorder{}, c.mc, handler.Logger(logs))
 			if got := status(t, srv.URL, key); got != c.want {
 				t.Fatalf("status %d, want %d (logs %q)", got, c.want, logs.text())
 			}
