@@ -20,7 +20,7 @@ VERSITYGW := $(TOOLS_DIR)/bin/versitygw
 FUZZTIME ?= 30s
 SMOKE_FUZZTIME ?= 4000x
 
-.PHONY: all build dev test test-go fuzz fuzz-smoke bench bench-controlplane check tools vectors wasm wasm-no-tinygo httpwasm
+.PHONY: all build dev test test-go node-deps fuzz fuzz-smoke bench bench-controlplane check tools vectors wasm wasm-no-tinygo httpwasm
 
 all: test
 
@@ -33,7 +33,7 @@ dev: $(DEV_WASM)
 ## test: static checks, every test (race detector on), then each fuzz target briefly.
 test: check test-go fuzz-smoke
 
-test-go: wasm
+test-go: wasm node-deps
 	LATCHKEY_VERSITYGW=$(wildcard $(VERSITYGW)) $(GO) test -race -count=1 ./...
 
 ## build: the binaries, into bin/.
@@ -130,3 +130,18 @@ tools:
 	@LATCHKEY_TOOLS_DIR=$(TOOLS_DIR) bash wasm/tinygo/install.sh >/dev/null
 	@test -x $(STATICCHECK) || GOBIN=$(HOME)/go/bin $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	@test -x $(VERSITYGW) || GOBIN=$(TOOLS_DIR)/bin $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+	@test -x /usr/bin/chromium || { S=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$S env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$S env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@$(MAKE) --no-print-directory node-deps
+
+## node-deps: the Node packages the tests use (Miniflare/workerd for edge/worker, playwright-core
+## for the browser tests), exactly as package-lock.json pins them (npm ci), reinstalled only when
+## the lockfile changes. Without npm the tests that need them skip (fail when CI is set).
+node-deps:
+	@if command -v npm >/dev/null; then $(MAKE) --no-print-directory node_modules/.package-lock.json; \
+	 elif [ -n "$$CI" ]; then echo "npm missing: install Node.js 20+"; exit 1; \
+	 else echo "SKIP npm ci: npm not installed (the worker and browser tests will skip)"; fi
+
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
