@@ -14,122 +14,45 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/latchkeyhq/latchkey/examples/profiles"
+	"github.com/latchkeyhq/latchkey/examples/profiles/conformance"
 	"github.com/latchkeyhq/latchkey/shared/apikey"
 	"github.com/latchkeyhq/latchkey/shared/policy"
 	"github.com/latchkeyhq/latchkey/shared/snapshot"
 )
 
-// TestConformance runs every profile's documented requests on every host and checks status,
-// reason, route, headers, exact bodies and identity (profiles' Resolved.Check), that each
-// host's decision is byte for byte the native core's, and that the HTTP middleware renders
-// it faithfully: TestConformance/<host>/<profile>/<case>.
+// TestConformance runs the cross-host conformance suite (examples/profiles/conformance) on the
+// middleware over each decider, the native core and the four Wasm builds on wazero:
+// TestConformance/<host>/<profile>/<case>. Besides what reaches the client and the upstream,
+// each decision is compared with the native core's byte for byte (the suite's
+// Response.Decision), and the middleware must leave the incoming request unchanged.
 func TestConformance(t *testing.T) {
+	var hs []conformance.Host
 	for _, h := range hosts() {
-		t.Run(h.name, func(t *testing.T) {
-			for _, name := range profiles.Names() {
-				b := profile(t, name)
-				t.Run(name, func(t *testing.T) {
-					for i := range b.Cases {
-						c := &b.Cases[i]
-						t.Run(c.Name, func(t *testing.T) {
-							// Fresh deciders per case: rate buckets and token caches must not make one
-							// case's outcome depend on the cases before it.
-							ref := loaded(t, host{name: "native"}, b, Config{})
-							d := loaded(t, h, b, Config{})
-							var want, got Result
-							if err := ref.Decide(input(c, b.Now, ""), &want); err != nil {
-								t.Fatal(err)
-							}
-							in := input(c, b.Now, want.Snapshot.QueryParam)
-							if err := d.Decide(in, &got); err != nil {
-								t.Fatal(err)
-							}
-							if err := c.Check(outcome(&got)); err != nil {
-								t.Fatal(err)
-							}
-							if !bytes.Equal(got.raw, want.raw) {
-								t.Fatalf("decision differs from the native core's:\n got %+v\nwant %+v", got.Decision, want.Decision)
-							}
-							checkHTTP(t, d, b.Now, in, &got)
-						})
+		hs = append(hs, conformance.Host{Name: h.name, Open: func(t *testing.T, f *conformance.Fixture) func(*testing.T, *conformance.Exchange) *conformance.Response {
+			// A fresh decider per case: rate buckets and token caches must not make one
+			// case's outcome depend on the cases before it.
+			var decision []byte
+			rec := &conformance.Recorder{}
+			mw := &Filter{decider: loaded(t, h, f.Built, Config{}), now: fixedClock(f.Now), next: rec,
+				observe: func(res *Result) { decision = append(decision[:0], res.raw...) }}
+			return func(t *testing.T, ex *conformance.Exchange) *conformance.Response {
+				r := httptest.NewRequest(ex.Method, ex.Target, nil)
+				r.Header = ex.Header.Clone()
+				w := httptest.NewRecorder()
+				mw.ServeHTTP(w, r)
+				for _, name := range f.Info.Strip {
+					if r.Header.Get(name) != "forged" {
+						t.Fatal("the middleware changed the incoming request")
 					}
-				})
+				}
+				return &conformance.Response{Status: w.Code, Header: w.Header(), Body: w.Body.Bytes(), Upstream: rec.Take(), Decision: decision}
 			}
-		})
+		}})
 	}
-}
-
-// checkHTTP sends the case through the middleware and checks that the response (denial) or
-// the upstream request (allow) is what the decision says.
-func checkHTTP(t *testing.T, d Decider, now int64, in *Input, res *Result) {
-	t.Helper()
-	u, err := url.Parse(in.Path)
-	if err != nil || u.EscapedPath() != in.Path {
-		t.Logf("path %q does not survive URL parsing; HTTP check skipped", in.Path)
-		return
-	}
-	u.RawQuery = in.RawQuery
-	var upstream *http.Request
-	f := &Filter{decider: d, now: fixedClock(now), next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		upstream = r
-		w.WriteHeader(299)
-	})}
-	r := httptest.NewRequest(in.Method, u.RequestURI(), nil)
-	r.Header = in.Header.Clone()
-	// A caller asserting an identity itself: every identity header is stripped.
-	for _, name := range res.Snapshot.Strip {
-		r.Header.Set(name, "forged")
-	}
-	w := httptest.NewRecorder()
-	f.ServeHTTP(w, r)
-	if !res.Allow {
-		if w.Code != res.Status || upstream != nil {
-			t.Fatalf("HTTP: status %d (upstream called: %v), want %d", w.Code, upstream != nil, res.Status)
-		}
-		if !bytes.Equal(w.Body.Bytes(), res.Body) {
-			t.Fatalf("HTTP body %q, want %q", w.Body.Bytes(), res.Body)
-		}
-		for _, h := range res.Headers {
-			if got := w.Header().Values(string(h.Name)); len(got) == 0 || !contains(got, string(h.Value)) {
-				t.Fatalf("HTTP header %s: %q, want %q", h.Name, got, h.Value)
-			}
-		}
-		return
-	}
-	if w.Code != 299 || upstream == nil {
-		t.Fatalf("HTTP: allowed request not forwarded (status %d)", w.Code)
-	}
-	want := map[string]string{}
-	for _, h := range res.Identity {
-		want[http.CanonicalHeaderKey(string(h.Name))] = string(h.Value)
-	}
-	for _, name := range res.Snapshot.Strip {
-		key := http.CanonicalHeaderKey(name)
-		got := upstream.Header.Values(key)
-		if w, ok := want[key]; ok {
-			if len(got) != 1 || got[0] != w {
-				t.Fatalf("upstream identity header %s = %q, want %q", key, got, w)
-			}
-		} else if len(got) != 0 {
-			t.Fatalf("forged identity header %s reached upstream: %q", key, got)
-		}
-	}
-	q := res.Snapshot.QueryParam
-	if res.StripQueryToken && q != "" {
-		if upstream.URL.Query().Has(q) || strings.Contains(upstream.RequestURI, q+"=") {
-			t.Fatalf("query token forwarded: %s", upstream.RequestURI)
-		}
-		if in.RawQuery != "" && upstream.URL.Query().Get("a") != "1" {
-			t.Fatalf("other query parameters lost: %s", upstream.URL.RawQuery)
-		}
-	}
-	if len(res.Snapshot.Strip) > 0 && r.Header.Get(res.Snapshot.Strip[0]) != "forged" {
-		t.Fatal("the middleware changed the incoming request")
-	}
+	conformance.Run(t, hs...)
 }
 
 // TestTokenCachedOnEveryHost: a repeated client token is answered from the verified-token cache
@@ -171,15 +94,6 @@ func TestTokenCachedOnEveryHost(t *testing.T) {
 			}
 		})
 	}
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // decisionVectors is the file format of shared/testdata/vectors/decisions-<profile>.json.

@@ -159,6 +159,10 @@ type Response struct {
 	Body   []byte
 	// Upstream is the request the upstream received, nil when none reached it.
 	Upstream *Upstream
+	// Decision is the decision's encoding (abi.AppendDecision), for hosts that expose it (the
+	// Go filter): it must equal the native core's byte for byte, and its reason and route
+	// are checked against the case too. Nil for hosts seen only from outside.
+	Decision []byte
 }
 
 // Upstream is a request as the upstream received it.
@@ -277,6 +281,22 @@ func Check(f *Fixture, c *profiles.Resolved, ex *Exchange, got *Response) error 
 	var errs []string
 	fail := func(msg string) { errs = append(errs, msg) }
 	out := &profiles.Outcome{Status: got.Status}
+	if got.Decision != nil {
+		raw, err := abi.AppendDecision(nil, want)
+		if err != nil {
+			return err
+		}
+		var d abi.Decision
+		if err := d.Decode(got.Decision); err != nil {
+			fail("decision does not decode: " + err.Error())
+		} else if !bytes.Equal(got.Decision, raw) {
+			fail("decision differs from the native core's:\n got " + fmtDecision(&d) + "\nwant " + fmtDecision(want))
+		}
+		out.Reason, out.Route = policy.Reason(d.Reason).String(), string(d.Route)
+		if d.Allow {
+			out.Reason = ""
+		}
+	}
 	if !want.Allow {
 		if got.Upstream != nil {
 			fail("denied request reached the upstream")
@@ -399,4 +419,9 @@ func joined(errs []string) error {
 		return nil
 	}
 	return errors.New(strings.Join(errs, "; "))
+}
+
+func fmtDecision(d *abi.Decision) string {
+	return "allow=" + strconv.FormatBool(d.Allow) + " status=" + itoa(int(d.Status)) + " reason=" + policy.Reason(d.Reason).String() +
+		" route=" + strconv.Quote(string(d.Route)) + " cached=" + strconv.FormatBool(d.TokenCached) + " body=" + quote(d.Body)
 }
