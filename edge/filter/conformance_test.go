@@ -25,13 +25,13 @@ import (
 
 // TestConformance runs the cross-host conformance suite (examples/profiles/conformance) on the
 // middleware over each decider, the native core and the four Wasm builds on wazero:
-// TestConformance/<host>/<profile>/<case>. Besides what reaches the client and the upstream,
+// TestConformance/filter-<decider>/<profile>/<case> (native, wazero-accel-tinygo, …). Besides what reaches the client and the upstream,
 // each decision is compared with the native core's byte for byte (the suite's
 // Response.Decision), and the middleware must leave the incoming request unchanged.
 func TestConformance(t *testing.T) {
 	var hs []conformance.Host
 	for _, h := range hosts() {
-		hs = append(hs, conformance.Host{Name: h.name, Open: func(t *testing.T, f *conformance.Fixture) func(*testing.T, *conformance.Exchange) *conformance.Response {
+		hs = append(hs, conformance.Host{Name: "filter-" + h.name, Open: func(t *testing.T, f *conformance.Fixture) func(*testing.T, *conformance.Exchange) *conformance.Response {
 			// A fresh decider per case: rate buckets and token caches must not make one
 			// case's outcome depend on the cases before it.
 			var decision []byte
