@@ -25,9 +25,10 @@ import (
 
 // TestConformance runs the cross-host conformance suite (examples/profiles/conformance) on the
 // middleware over each decider, the native core and the four Wasm builds on wazero:
-// TestConformance/filter-<decider>/<profile>/<case> (native, wazero-accel-tinygo, …). Besides what reaches the client and the upstream,
-// each decision is compared with the native core's byte for byte (the suite's
-// Response.Decision), and the middleware must leave the incoming request unchanged.
+// TestConformance/filter-<decider>/<profile>/<case> (filter-native, filter-wazero-accel-tinygo,
+// …). Besides what reaches the client and the upstream, each decision is compared with the
+// native core's byte for byte (the suite's Response.Decision), and the middleware must leave
+// the incoming request unchanged.
 func TestConformance(t *testing.T) {
 	var hs []conformance.Host
 	for _, h := range hosts() {
