@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -37,7 +38,7 @@ type apiStatus struct {
 }
 
 func (e *env) snapshot(ctx context.Context, args []string) error {
-	sub, rest, err := subcommand("snapshot", args, "publish", "status", "inspect")
+	sub, rest, err := subcommand("snapshot", args, "publish", "status", "inspect", "plugin-config")
 	if err != nil {
 		return err
 	}
@@ -46,6 +47,8 @@ func (e *env) snapshot(ctx context.Context, args []string) error {
 		return e.snapshotAPI(ctx, sub, rest)
 	case "inspect":
 		return e.snapshotInspect(ctx, rest)
+	case "plugin-config":
+		return e.snapshotPluginConfig(ctx, rest)
 	default:
 		fmt.Fprint(e.stdout, usageText)
 		return nil
@@ -186,38 +189,41 @@ type inspectObj struct {
 	SHA256 string `json:"sha256"`
 }
 
-func (e *env) snapshotInspect(ctx context.Context, args []string) error {
-	fset := e.flagSet("snapshot inspect", "snapshot inspect [--dir D | --url U | --s3-bucket B] [--realm R] [--trusted-key K]... [--data-dir D]")
-	dir := fset.String("dir", "", "snapshot directory (default: $LATCHKEY_SNAPSHOT_DIR, else <data-dir>/snapshots)")
-	base := fset.String("url", "", "HTTP base URL snapshots are served from (a CDN or static server)")
-	bucket := fset.String("s3-bucket", "", "S3 bucket snapshots are published to [$LATCHKEY_S3_BUCKET]")
-	prefix := fset.String("s3-prefix", "", "key prefix in the bucket [$LATCHKEY_S3_PREFIX]")
-	endpoint := fset.String("s3-endpoint", "", "S3-compatible server URL [$LATCHKEY_S3_ENDPOINT]")
-	region := fset.String("s3-region", "", "bucket region [$LATCHKEY_S3_REGION]")
-	realm := fset.String("realm", "default", "realm whose snapshot to read")
-	dataDir := fset.String("data-dir", "", "control plane data directory, for its manifest key and snapshots [$LATCHKEY_DATA_DIR]")
-	asJSON := fset.Bool("json", false, "print a JSON report")
-	var trusted listFlag
-	fset.Var(&trusted, "trusted-key", "pinned manifest `key`, ed25519:… as latchkey serve prints it (repeatable; default: the data dir's manifest key)")
-	pos, err := parse(fset, args)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs("snapshot inspect", pos); err != nil {
-		return err
-	}
-	if *dir != "" && *base != "" {
-		return usagef("snapshot inspect: --dir and --url exclude each other")
-	}
-	if *dataDir == "" {
-		*dataDir = e.getenv("LATCHKEY_DATA_DIR")
-	}
-	if *dataDir == "" {
-		*dataDir = config.DefaultDataDir
-	}
+// sourceFlags are the flags that say where a published snapshot is read from and which
+// manifest keys to trust (snapshot inspect, snapshot plugin-config).
+type sourceFlags struct {
+	dir, base, bucket, prefix, endpoint, region, realm, dataDir *string
+	trusted                                                     listFlag
+}
 
-	// Where to read from: an explicit flag, else where `latchkey serve` with this
-	// environment publishes.
+func addSourceFlags(fset *flag.FlagSet) *sourceFlags {
+	f := &sourceFlags{
+		dir:      fset.String("dir", "", "snapshot directory (default: $LATCHKEY_SNAPSHOT_DIR, else <data-dir>/snapshots)"),
+		base:     fset.String("url", "", "HTTP base URL snapshots are served from (a CDN or static server)"),
+		bucket:   fset.String("s3-bucket", "", "S3 bucket snapshots are published to [$LATCHKEY_S3_BUCKET]"),
+		prefix:   fset.String("s3-prefix", "", "key prefix in the bucket [$LATCHKEY_S3_PREFIX]"),
+		endpoint: fset.String("s3-endpoint", "", "S3-compatible server URL [$LATCHKEY_S3_ENDPOINT]"),
+		region:   fset.String("s3-region", "", "bucket region [$LATCHKEY_S3_REGION]"),
+		realm:    fset.String("realm", "default", "realm whose snapshot to read"),
+		dataDir:  fset.String("data-dir", "", "control plane data directory, for its manifest key and snapshots [$LATCHKEY_DATA_DIR]"),
+	}
+	fset.Var(&f.trusted, "trusted-key", "pinned manifest `key`, ed25519:… as latchkey serve prints it (repeatable; default: the data dir's manifest key)")
+	return f
+}
+
+// resolve returns where to read from (an explicit flag, else where `latchkey serve` with this
+// environment publishes) and what to trust (pinned keys, else the control plane's own manifest
+// key), with the keys' texts.
+func (e *env) resolve(ctx context.Context, cmd string, f *sourceFlags) (snapshotSource, []snapshot.TrustedKey, []string, error) {
+	if *f.dir != "" && *f.base != "" {
+		return nil, nil, nil, usagef("%s: --dir and --url exclude each other", cmd)
+	}
+	if *f.dataDir == "" {
+		*f.dataDir = e.getenv("LATCHKEY_DATA_DIR")
+	}
+	if *f.dataDir == "" {
+		*f.dataDir = config.DefaultDataDir
+	}
 	var src snapshotSource
 	envOr := func(flagVal, name string) string {
 		if flagVal != "" {
@@ -226,19 +232,19 @@ func (e *env) snapshotInspect(ctx context.Context, args []string) error {
 		return e.getenv(name)
 	}
 	switch {
-	case *base != "":
-		u, err := url.Parse(*base)
+	case *f.base != "":
+		u, err := url.Parse(*f.base)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-			return usagef("snapshot inspect: --url %q: want http(s)://…", *base)
+			return nil, nil, nil, usagef("%s: --url %q: want http(s)://…", cmd, *f.base)
 		}
-		src = httpSource{base: strings.TrimRight(*base, "/"), client: &http.Client{Timeout: 60 * time.Second}}
-	case *dir != "":
-		src = dirSource{*dir}
-	case envOr(*bucket, "LATCHKEY_S3_BUCKET") != "":
+		src = httpSource{base: strings.TrimRight(*f.base, "/"), client: &http.Client{Timeout: 60 * time.Second}}
+	case *f.dir != "":
+		src = dirSource{*f.dir}
+	case envOr(*f.bucket, "LATCHKEY_S3_BUCKET") != "":
 		cfg := publisher.S3Config{
-			Bucket: envOr(*bucket, "LATCHKEY_S3_BUCKET"), Prefix: envOr(*prefix, "LATCHKEY_S3_PREFIX"),
-			Endpoint:  envOr(*endpoint, "LATCHKEY_S3_ENDPOINT"),
-			Region:    firstNonEmpty(*region, e.getenv("LATCHKEY_S3_REGION"), e.getenv("AWS_REGION"), e.getenv("AWS_DEFAULT_REGION")),
+			Bucket: envOr(*f.bucket, "LATCHKEY_S3_BUCKET"), Prefix: envOr(*f.prefix, "LATCHKEY_S3_PREFIX"),
+			Endpoint:  envOr(*f.endpoint, "LATCHKEY_S3_ENDPOINT"),
+			Region:    firstNonEmpty(*f.region, e.getenv("LATCHKEY_S3_REGION"), e.getenv("AWS_REGION"), e.getenv("AWS_DEFAULT_REGION")),
 			AccessKey: e.getenv(config.EnvS3AccessKey), SecretKey: e.getenv(config.EnvS3SecretKey),
 		}
 		cfg.PathStyle = cfg.Endpoint != ""
@@ -247,38 +253,54 @@ func (e *env) snapshotInspect(ctx context.Context, args []string) error {
 		}
 		t, err := publisher.NewS3Target(ctx, cfg)
 		if err != nil {
-			return err
+			return nil, nil, nil, err
 		}
 		src = targetSource{t: t, name: "s3://" + cfg.Bucket + "/" + cfg.Prefix}
 	default:
 		d := e.getenv("LATCHKEY_SNAPSHOT_DIR")
 		if d == "" {
-			d = filepath.Join(*dataDir, config.SnapshotsDir)
+			d = filepath.Join(*f.dataDir, config.SnapshotsDir)
 		}
 		src = dirSource{d}
 	}
 
-	// What to trust: pinned keys, else the control plane's own manifest key.
 	var keys []snapshot.TrustedKey
 	var keyTexts []string
-	for _, t := range trusted {
+	for _, t := range f.trusted {
 		k, err := signer.ParseTrustedKey(strings.TrimSpace(t))
 		if err != nil {
-			return usagef("snapshot inspect: --trusted-key: %v", err)
+			return nil, nil, nil, usagef("%s: --trusted-key: %v", cmd, err)
 		}
 		keys = append(keys, k)
 		keyTexts = append(keyTexts, signer.TrustedText(k))
 	}
 	if len(keys) == 0 {
-		mk, err := e.localManifestKey(*dataDir)
+		mk, err := e.localManifestKey(*f.dataDir)
 		if err != nil {
-			return fmt.Errorf("no trusted key: pass --trusted-key ed25519:… (as `latchkey serve` prints it), or --data-dir of the control plane: %w", err)
+			return nil, nil, nil, fmt.Errorf("no trusted key: pass --trusted-key ed25519:… (as `latchkey serve` prints it), or --data-dir of the control plane: %w", err)
 		}
 		keys = []snapshot.TrustedKey{mk.Trusted()}
 		keyTexts = []string{mk.PublicText()}
 	}
+	return src, keys, keyTexts, nil
+}
 
-	report, err := inspect(ctx, src, *realm, keys, time.Now())
+func (e *env) snapshotInspect(ctx context.Context, args []string) error {
+	fset := e.flagSet("snapshot inspect", "snapshot inspect [--dir D | --url U | --s3-bucket B] [--realm R] [--trusted-key K]... [--data-dir D]")
+	sf := addSourceFlags(fset)
+	asJSON := fset.Bool("json", false, "print a JSON report")
+	pos, err := parse(fset, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs("snapshot inspect", pos); err != nil {
+		return err
+	}
+	src, keys, keyTexts, err := e.resolve(ctx, "snapshot inspect", sf)
+	if err != nil {
+		return err
+	}
+	report, _, err := inspect(ctx, src, *sf.realm, keys, time.Now())
 	if err != nil {
 		return err
 	}
@@ -324,29 +346,37 @@ func (e *env) localManifestKey(dataDir string) (*signer.ManifestKey, error) {
 	return signer.LoadManifestKey(e.getenv, dataDir, sealer, false)
 }
 
+// published is a snapshot as read from a store: the signed manifest and the objects it names.
+type published struct {
+	manifest []byte
+	objects  [][]byte
+	delta    []byte
+}
+
 // inspect reads a realm's manifest from src, verifies its signature under keys, fetches
-// every object, checks every digest and the structure (snapshot.Open), and reports.
-func inspect(ctx context.Context, src snapshotSource, realm string, keys []snapshot.TrustedKey, now time.Time) (*inspectReport, error) {
+// every object, checks every digest and the structure (snapshot.Open), and reports, with
+// what it read.
+func inspect(ctx context.Context, src snapshotSource, realm string, keys []snapshot.TrustedKey, now time.Time) (*inspectReport, *published, error) {
 	manifestName := publisher.ManifestName(realm)
 	data, err := src.get(ctx, manifestName)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, publisher.ErrNotFound) {
-			return nil, fmt.Errorf("no manifest for realm %s in %s (nothing published yet, or another --realm/--dir?)", realm, src)
+			return nil, nil, fmt.Errorf("no manifest for realm %s in %s (nothing published yet, or another --realm/--dir?)", realm, src)
 		}
-		return nil, fmt.Errorf("read manifest %s from %s: %w", manifestName, src, err)
+		return nil, nil, fmt.Errorf("read manifest %s from %s: %w", manifestName, src, err)
 	}
 	if len(data) > limits.MaxManifestBytes {
-		return nil, fmt.Errorf("manifest %s in %s: %d bytes, over the %d-byte limit", manifestName, src, len(data), limits.MaxManifestBytes)
+		return nil, nil, fmt.Errorf("manifest %s in %s: %d bytes, over the %d-byte limit", manifestName, src, len(data), limits.MaxManifestBytes)
 	}
 	m, err := snapshot.VerifyManifest(data, keys, hostcrypto.Std)
 	if err != nil {
 		if errors.Is(err, snapshot.ErrSignature) {
-			return nil, fmt.Errorf("manifest %s in %s REFUSED: its signature does not verify under the trusted key(s); it was tampered with or signed by another control plane", manifestName, src)
+			return nil, nil, fmt.Errorf("manifest %s in %s REFUSED: its signature does not verify under the trusted key(s); it was tampered with or signed by another control plane", manifestName, src)
 		}
-		return nil, fmt.Errorf("manifest %s in %s REFUSED: %w", manifestName, src, err)
+		return nil, nil, fmt.Errorf("manifest %s in %s REFUSED: %w", manifestName, src, err)
 	}
 	if m.Realm != realm {
-		return nil, fmt.Errorf("manifest %s in %s REFUSED: it names realm %q", manifestName, src, m.Realm)
+		return nil, nil, fmt.Errorf("manifest %s in %s REFUSED: it names realm %q", manifestName, src, m.Realm)
 	}
 	report := &inspectReport{
 		Source: src.String(), Realm: m.Realm, Version: m.Version, BaseVersion: m.BaseVersion,
@@ -359,20 +389,20 @@ func inspect(ctx context.Context, src snapshotSource, realm string, keys []snaps
 			kind = "meta"
 		}
 		if objects[i], err = fetchObject(ctx, src, realm, ref); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		report.Objects = append(report.Objects, inspectObj{Name: ref.Name, Kind: kind, Size: ref.Size, SHA256: hex.EncodeToString(ref.SHA256[:])})
 	}
 	var delta []byte
 	if m.Delta != nil {
 		if delta, err = fetchObject(ctx, src, realm, *m.Delta); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		report.Objects = append(report.Objects, inspectObj{Name: m.Delta.Name, Kind: "delta", Size: m.Delta.Size, SHA256: hex.EncodeToString(m.Delta.SHA256[:])})
 	}
 	v, err := snapshot.Open(m, objects, delta, hostcrypto.Std)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot %s version %d REFUSED: %w", realm, m.Version, err)
+		return nil, nil, fmt.Errorf("snapshot %s version %d REFUSED: %w", realm, m.Version, err)
 	}
 	st := v.Stats()
 	report.Counts = map[string]int{
@@ -387,7 +417,7 @@ func inspect(ctx context.Context, src snapshotSource, realm string, keys []snaps
 		report.Counts["delta_revoked_tokens"] = d.RevokedTokens
 		report.Counts["delta_revoked_sessions"] = d.RevokedSessions
 	}
-	return report, nil
+	return report, &published{manifest: data, objects: objects, delta: delta}, nil
 }
 
 // fetchObject reads one object; its digest is checked by snapshot.Open, but a wrong size is
