@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/latchkeyhq/latchkey/controlplane/config"
@@ -108,13 +109,18 @@ func (e *env) devRun(ctx context.Context, args []string, ready chan<- *devSetup)
 	}
 	defer cp.Close()
 
+	// On return: stop everything, then wait for it, so nothing writes to the data directory
+	// or the store once they are closed or removed.
+	var running sync.WaitGroup
+	defer running.Wait()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 4)
-	go func() { errc <- cp.Serve(ctx, cpLn) }()
+	goRun := func(f func() error) { running.Go(func() { errc <- f() }) }
+	goRun(func() error { return serveControlPlane(ctx, cp, cpLn, keysPage(cp.API.Handler()), logger) })
 
-	upSrv := &http.Server{Handler: demo.Handler(demo.Options{}), ReadHeaderTimeout: 10 * time.Second}
-	go func() { errc <- serveUntil(ctx, upSrv, upLn) }()
+	upSrv := &http.Server{Handler: demo.Handler(demo.Options{MaxEvents: devStreamEvents}), ReadHeaderTimeout: 10 * time.Second}
+	goRun(func() error { return serveUntil(ctx, upSrv, upLn) })
 
 	var module []byte
 	if *wasmPath != "" {
@@ -132,9 +138,7 @@ func (e *env) devRun(ctx context.Context, args []string, ready chan<- *devSetup)
 		return err
 	}
 	defer edge.Close(context.WithoutCancel(ctx))
-	go func() { errc <- edge.Run(ctx) }()
-	edgeSrv := &http.Server{Handler: edge.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { errc <- serveUntil(ctx, edgeSrv, edgeLn) }()
+	goRun(func() error { return edge.Run(ctx) })
 
 	s := &devSetup{
 		ControlPlane: "http://" + cpLn.Addr().String(), Edge: "http://" + edgeLn.Addr().String(),
@@ -145,6 +149,9 @@ func (e *env) devRun(ctx context.Context, args []string, ready chan<- *devSetup)
 	} else if err := s.sampleKeys(ctx); err != nil {
 		return fmt.Errorf("creating the sample keys: %w", err)
 	}
+	// The edge serves once the sample keys exist: the handoff page's backend mints with one.
+	edgeSrv := &http.Server{Handler: newHandoffBackend(s).handler(edge.Handler()), ReadHeaderTimeout: 10 * time.Second}
+	goRun(func() error { return serveUntil(ctx, edgeSrv, edgeLn) })
 	// Wait for the edge to hold the first snapshot, so the curl lines work at once.
 	deadline := time.Now().Add(10 * time.Second)
 	for edge.Health().Status != "ok" && time.Now().Before(deadline) {
@@ -235,6 +242,7 @@ latchkey dev is running (state in %s; Ctrl-C stops it).
 
 `, s.DataDir, s.ControlPlane, s.Edge, decider, s.Upstream, s.TrustedKey)
 	if s.AdminKey == "" {
+		fmt.Fprintf(w, "In a browser:\n  %s   keys page: sign in with the admin key of the first run\n\n", s.ControlPlane+keysPagePath)
 		return
 	}
 	fmt.Fprintf(w, `  admin key      %s
@@ -249,11 +257,19 @@ Try:
   curl -i -X POST %s/sessions/s1/messages -H "Authorization: Bearer $RO"   # 403: read-only key cannot steer
   TOKEN=$(curl -s %s/v1/sessions/s1/client-tokens -H "Authorization: Bearer $KEY" \
           -H "Content-Type: application/json" -d '{"scopes":["read","steer"],"ttl":300}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
-  curl -N "%s/sessions/s1/events?token=$TOKEN"                             # SSE stream; ?token= never reaches the upstream
+  curl -N "%s/sessions/s1/events?token=$TOKEN"                             # SSE, %d events a stream; ?token= never reaches the upstream
   curl -i "%s/sessions/s2/events?token=$TOKEN"                             # 403: the token is bound to session s1
   curl -s -X POST %s/v1/keys/%s/revoke -H "Authorization: Bearer $ADMIN" >/dev/null
   sleep 1; curl -i %s/hello -H "Authorization: Bearer $KEY"               # 401: revoked, within about a second
 
+In a browser:
+  %s
+      session handoff: the dev server mints a client token as your backend would; the page streams
+      and steers through the edge with it, then sees the 401 once you revoke the session or it expires
+  %s#admin=%s
+      API keys: list, create, rotate, revoke (the #admin= fragment signs you in; a browser never sends it)
+
 `, s.AdminKey, s.SampleKey, s.SampleKeyID, s.ReadOnlyKey, s.AdminKey, s.SampleKey, s.ReadOnlyKey,
-		s.Edge, s.Edge, s.Edge, s.Edge, s.ControlPlane, s.Edge, s.Edge, s.ControlPlane, s.SampleKeyID, s.Edge)
+		s.Edge, s.Edge, s.Edge, s.Edge, s.ControlPlane, s.Edge, devStreamEvents, s.Edge, s.ControlPlane, s.SampleKeyID, s.Edge,
+		s.Edge+handoffPagePath, s.ControlPlane+keysPagePath, s.AdminKey)
 }
