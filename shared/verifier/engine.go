@@ -301,7 +301,7 @@ func (e *Engine) authorize(d *Decision, st *State, route *policy.CompiledRoute, 
 	if cred == CredentialToken {
 		class = pol.Tokens().RateClass
 	}
-	if class >= 0 {
+	if class >= 0 && !r.Recheck {
 		rc := pol.RateClass(class)
 		if ok, wait := e.limiter.Take(class, rc.PerSecond, rc.Burst, k.ID, r.Now); !ok {
 			e.deny(d, pol, route, policy.ReasonRateLimited)

@@ -269,6 +269,22 @@ func TestRateLimited(t *testing.T) {
 	if d.Allow || d.Status != 429 || d.RetryAfter < 1 {
 		t.Fatalf("21st request: got %d retry %d, want 429 with Retry-After", d.Status, d.RetryAfter)
 	}
+	// An open stream decided again (a recheck) takes nothing from the exhausted bucket and is
+	// still judged on everything else: another session's stream is refused.
+	recheck := func(session string) *verifier.Decision {
+		r := sseRequest(b, session, b.Tokens["t1"], b.Now)
+		r.Recheck = true
+		return e.Decide(r)
+	}
+	if d := recheck("sess_1"); !d.Allow {
+		t.Fatalf("recheck of an admitted stream: %d %s", d.Status, d.Reason)
+	}
+	if d := recheck("sess_2"); d.Allow || d.Reason != policy.ReasonSession {
+		t.Fatalf("recheck on another session: %d %s", d.Status, d.Reason)
+	}
+	if d := e.Decide(sseRequest(b, "sess_1", b.Tokens["t1"], b.Now)); d.Status != 429 {
+		t.Fatalf("a new request after rechecks: %d, want 429 still", d.Status)
+	}
 	// One second later one token has been refilled.
 	if d := e.Decide(sseRequest(b, "sess_1", b.Tokens["t1"], b.Now+1)); !d.Allow {
 		t.Fatalf("after refill: %d %s", d.Status, d.Reason)

@@ -37,6 +37,10 @@ type Request struct {
 	HasQueryToken bool
 	// Headers are the request's headers; only those the policy names are looked at.
 	Headers []Header
+	// Recheck marks a request that was allowed before and is decided again while it is still
+	// open (a long-lived stream, after a new snapshot or as time passes): the decision is made
+	// as usual but takes nothing from the rate limiter, which admitted the request already.
+	Recheck bool
 }
 
 // Credential says which kind of credential a request was allowed with.

@@ -60,6 +60,23 @@ func TestRequestRoundTrip(t *testing.T) {
 	if got.HasQueryToken || got.QueryToken != nil {
 		t.Fatal("absent query token decoded as present")
 	}
+	if got.Recheck {
+		t.Fatal("a first decision decoded as a recheck")
+	}
+
+	// A recheck travels in flag bit 1.
+	r.Recheck = true
+	b, _ = abi.AppendRequest(nil, r)
+	if b[1] != 1<<1 {
+		t.Fatalf("flags %08b, want the recheck bit alone", b[1])
+	}
+	if err := abi.DecodeRequest(b, &got); err != nil || !got.Recheck {
+		t.Fatalf("recheck lost: %v %+v", err, got)
+	}
+	b[1] = 1 << 2
+	if err := abi.DecodeRequest(b, &got); !errors.Is(err, abi.ErrMalformed) {
+		t.Fatalf("unknown flag bit 2: %v", err)
+	}
 }
 
 func TestRequestBounds(t *testing.T) {

@@ -12,7 +12,8 @@ const requestFixed = 1 + 1 + 2 + 8
 // Request flags.
 const (
 	flagQueryToken = 1 << 0
-	requestFlags   = flagQueryToken
+	flagRecheck    = 1 << 1
+	requestFlags   = flagQueryToken | flagRecheck
 )
 
 // RequestLen returns the size of r's encoding, or -1 when r cannot be encoded (a field above
@@ -49,6 +50,9 @@ func AppendRequest(dst []byte, r *verifier.Request) ([]byte, error) {
 		flags |= flagQueryToken
 	} else {
 		token = nil
+	}
+	if r.Recheck {
+		flags |= flagRecheck
 	}
 	dst = append(dst, Version, flags)
 	dst = appendU16(dst, uint16(len(r.Headers)))
@@ -101,5 +105,6 @@ func DecodeRequest(b []byte, r *verifier.Request) error {
 	if flags&flagQueryToken != 0 {
 		r.QueryToken, r.HasQueryToken = token, true
 	}
+	r.Recheck = flags&flagRecheck != 0
 	return nil
 }
