@@ -57,6 +57,7 @@ type Settings struct {
 	StateDir     string        `yaml:"state_dir"`
 	Poll         time.Duration `yaml:"poll"`
 	MaxStaleness time.Duration `yaml:"max_staleness"`
+	Recheck      time.Duration `yaml:"recheck"`
 	Wasm         string        `yaml:"wasm"`
 	CacheDir     string        `yaml:"compilation_cache_dir"`
 	AdminPrefix  string        `yaml:"admin_prefix"`
@@ -86,6 +87,7 @@ func (s *Settings) table() []setting {
 		{flag: "state-dir", env: "LATCHKEY_EDGE_STATE_DIR", usage: "persist the last trusted snapshot here (rollback protection across restarts)", str: &s.StateDir},
 		{flag: "poll", env: "LATCHKEY_EDGE_POLL", usage: "manifest polling interval (default 1s)", dur: &s.Poll},
 		{flag: "max-staleness", env: "LATCHKEY_EDGE_MAX_STALENESS", usage: "answer 503 once the snapshot is older than this (default 1h)", dur: &s.MaxStaleness},
+		{flag: "recheck", env: "LATCHKEY_EDGE_RECHECK", usage: "decide open requests (SSE streams) again this often and after each snapshot, ending those no longer allowed (default 1s; negative: never)", dur: &s.Recheck},
 		{flag: "wasm", env: "LATCHKEY_EDGE_WASM", usage: "decide with this verifier .wasm on wazero (default: the native core)", str: &s.Wasm},
 		{flag: "compilation-cache-dir", env: "LATCHKEY_EDGE_COMPILATION_CACHE_DIR", usage: "wazero compilation cache (default under the user cache dir)", str: &s.CacheDir},
 		{flag: "admin-prefix", env: "LATCHKEY_EDGE_ADMIN_PREFIX", usage: "serve /healthz and /metrics under this path prefix", str: &s.AdminPrefix},
@@ -227,6 +229,7 @@ func build(ctx context.Context, s *Settings, logger *slog.Logger) (proxy.Config,
 		}
 	}
 	cfg.Upstream, cfg.Realm, cfg.StateDir, cfg.Poll, cfg.MaxStaleness = u, s.Realm, s.StateDir, s.Poll, s.MaxStaleness
+	cfg.Recheck = s.Recheck
 	cfg.CompilationCacheDir, cfg.PathPrefix, cfg.Logger = s.CacheDir, strings.TrimSuffix(s.AdminPrefix, "/"), logger
 	return cfg, nil
 }

@@ -20,7 +20,13 @@ type Config struct {
 	maxStaleness   time.Duration
 	tokenCacheSize int
 	observe        func(*Result)
+	recheck        time.Duration
+	onCut          func(*Result)
 }
+
+// DefaultRecheckInterval is how often a Filter decides its open requests again when
+// WithRecheckInterval does not say.
+const DefaultRecheckInterval = time.Second
 
 // NewConfig returns a configuration that pins the given manifest signing keys and decides
 // with the native core. At least one key is needed before a snapshot can load.
@@ -77,6 +83,31 @@ func (c Config) WithTokenCacheSize(n int) Config {
 func (c Config) WithObserver(fn func(*Result)) Config {
 	c.observe = fn
 	return c
+}
+
+// WithRecheckInterval sets how often the Filter decides every request it is still serving
+// again (besides after every new snapshot), and ends those no longer allowed: a long-lived
+// stream (SSE, a long poll) whose key or session is revoked, or whose token expires, is cut
+// within about this long. Rechecks take nothing from rate buckets, and a recheck answered 429
+// never cuts. The default is DefaultRecheckInterval; a negative d disables rechecks, so an
+// allowed request runs to its end whatever happens meanwhile.
+func (c Config) WithRecheckInterval(d time.Duration) Config {
+	c.recheck = d
+	return c
+}
+
+// WithCutObserver calls fn with the decision that ended an open request (for metrics and
+// logs), from the Filter's recheck goroutine. fn must not keep the Result.
+func (c Config) WithCutObserver(fn func(*Result)) Config {
+	c.onCut = fn
+	return c
+}
+
+func (c *Config) recheckInterval() time.Duration {
+	if c.recheck == 0 {
+		return DefaultRecheckInterval
+	}
+	return c.recheck
 }
 
 func (c *Config) clock() func() time.Time {

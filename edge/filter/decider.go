@@ -46,6 +46,9 @@ type Input struct {
 	Path     string
 	RawQuery string
 	Header   http.Header
+	// Recheck marks a request allowed before and decided again while it is still open: it
+	// takes nothing from the rate limiter (verifier.Request.Recheck).
+	Recheck bool
 }
 
 // Info describes a loaded snapshot and what a host needs from its policy.
@@ -113,7 +116,7 @@ func (r *Result) setFrom(d *abi.Decision) error {
 // credential is still too long to be valid).
 func request(in *Input, info *Info, r *verifier.Request) {
 	hs := r.Headers[:0]
-	*r = verifier.Request{Now: in.Now, Method: field(in.Method), Path: field(in.Path), Headers: hs}
+	*r = verifier.Request{Now: in.Now, Method: field(in.Method), Path: field(in.Path), Headers: hs, Recheck: in.Recheck}
 	if info == nil {
 		return
 	}

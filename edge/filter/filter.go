@@ -28,6 +28,9 @@ type Filter struct {
 	now     func() time.Time
 	observe func(*Result)
 	scratch sync.Pool
+	// open tracks allowed requests still being served, for rechecks; nil: none are made.
+	open  *open
+	onCut func(*Result)
 }
 
 type scratch struct {
@@ -51,21 +54,41 @@ func New(ctx context.Context, next http.Handler, cfg Config) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Filter{next: next, decider: d, now: cfg.clock(), observe: cfg.observe}, nil
+	f := &Filter{next: next, decider: d, now: cfg.clock(), observe: cfg.observe, onCut: cfg.onCut}
+	if iv := cfg.recheckInterval(); iv > 0 {
+		f.open = newOpen()
+		go f.recheckLoop(iv)
+	}
+	return f, nil
 }
 
 // SetSnapshot verifies a signed snapshot and swaps it in (see Decider.SetSnapshot). delta is
 // nil unless the manifest names one. In-flight requests finish on the snapshot they started
 // with.
 func (f *Filter) SetSnapshot(manifest []byte, objects [][]byte, delta []byte) (*Info, error) {
-	return f.decider.SetSnapshot(Snapshot{Manifest: manifest, Objects: objects, Delta: delta})
+	info, err := f.decider.SetSnapshot(Snapshot{Manifest: manifest, Objects: objects, Delta: delta})
+	if err == nil {
+		// What the new snapshot revokes ends the open requests it covers too.
+		f.kickRecheck()
+	}
+	return info, err
 }
 
 // Decider returns the filter's decider.
 func (f *Filter) Decider() Decider { return f.decider }
 
-// Close releases the decider.
-func (f *Filter) Close(ctx context.Context) error { return f.decider.Close(ctx) }
+// Close stops rechecking open requests and releases the decider.
+func (f *Filter) Close(ctx context.Context) error {
+	if f.open != nil {
+		select {
+		case <-f.open.stop:
+		default:
+			close(f.open.stop)
+		}
+		<-f.open.done
+	}
+	return f.decider.Close(ctx)
+}
 
 func (f *Filter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s, _ := f.scratch.Get().(*scratch)
@@ -90,6 +113,11 @@ func (f *Filter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !res.Allow {
 		writeDenial(w, res)
 		return
+	}
+	if f.open != nil && res.Snapshot != nil {
+		var done func()
+		r, done = f.open.track(r, &s.in, res)
+		defer done()
 	}
 	f.next.ServeHTTP(w, forwarded(r, res))
 }

@@ -39,6 +39,10 @@ type Config struct {
 	// MaxStaleness fails requests closed (503) once the snapshot held was issued longer ago
 	// (default 1 h; the control plane republishes every minute).
 	MaxStaleness time.Duration
+	// Recheck is how often requests still being served (SSE streams, long polls) are decided
+	// again, besides after each new snapshot; those no longer allowed (revoked, expired) are
+	// ended. 0: filter.DefaultRecheckInterval (1 s); negative: never.
+	Recheck time.Duration
 	// Wasm, when set, decides with this verifier module on wazero instead of the native core.
 	Wasm []byte
 	// CompilationCacheDir for wazero (default under the user cache dir).
@@ -61,6 +65,7 @@ type Edge struct {
 	decisions *prometheus.CounterVec
 	loads     *prometheus.CounterVec
 	tokens    *prometheus.CounterVec
+	cuts      *prometheus.CounterVec
 }
 
 // New assembles an Edge; Run starts polling. Until the first snapshot loads every proxied
@@ -92,7 +97,11 @@ func New(ctx context.Context, cfg Config) (*Edge, error) {
 		Name: "latchkey_edge_token_decisions_total",
 		Help: "Allowed client-token requests, by whether the verified-token cache answered (hit) or a signature was checked (miss).",
 	}, []string{"cache"})
-	e.reg.MustRegister(e.decisions, e.loads, e.tokens)
+	e.cuts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "latchkey_edge_requests_cut_total",
+		Help: "Open requests (SSE streams, long polls) ended because a recheck no longer allowed them, by reason.",
+	}, []string{"reason", "status"})
+	e.reg.MustRegister(e.decisions, e.loads, e.tokens, e.cuts)
 
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -107,7 +116,7 @@ func New(ctx context.Context, cfg Config) (*Edge, error) {
 		},
 	}
 	fc := filter.NewConfig(cfg.Trusted...).WithMaxStaleness(cfg.MaxStaleness).WithClock(cfg.Now).
-		WithObserver(e.observe)
+		WithObserver(e.observe).WithRecheckInterval(cfg.Recheck).WithCutObserver(e.cut)
 	if cfg.Wasm != nil {
 		fc = fc.WithWasm(cfg.Wasm)
 		if cfg.CompilationCacheDir != "" {
@@ -181,8 +190,15 @@ func (e *Edge) observe(res *filter.Result) {
 	}
 }
 
+func (e *Edge) cut(res *filter.Result) {
+	e.cuts.WithLabelValues(res.Reason(), strconv.Itoa(res.Status)).Inc()
+	e.cfg.Logger.Info("edge: open request ended", "reason", res.Reason(), "status", res.Status)
+}
+
 func (e *Edge) registerGauges() {
 	e.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "latchkey_edge_open_requests", Help: "Allowed requests being served now (rechecked after each snapshot)."},
+			func() float64 { return float64(e.Filter.Open()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "latchkey_edge_snapshot_version", Help: "Version of the snapshot in use (0: none)."},
 			func() float64 { return float64(e.Syncer.Status().Version) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "latchkey_edge_snapshot_age_seconds", Help: "Seconds since the snapshot in use was issued (-1: none)."},

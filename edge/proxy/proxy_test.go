@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
+	"crypto/sha256"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -30,6 +34,13 @@ func published(t testing.TB, profile string) (*profiles.Built, string) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	writePublished(t, b, dir)
+	return b, dir
+}
+
+// writePublished writes b's current snapshot into dir as the publisher lays it out.
+func writePublished(t testing.TB, b *profiles.Built, dir string) {
+	t.Helper()
 	m, err := snapshot.VerifyManifest(b.Manifest, []snapshot.TrustedKey{b.Trusted}, hostcrypto.Std)
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +56,6 @@ func published(t testing.TB, profile string) (*profiles.Built, string) {
 		put(edgesync.ObjectName(m.Realm, ref.Name), b.Objects[i])
 	}
 	put(edgesync.ManifestName(m.Realm), b.Manifest)
-	return b, dir
 }
 
 func upstream(t testing.TB) (*url.URL, *atomic.Int64) {
@@ -200,4 +210,82 @@ func BenchmarkProxy(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
 		})
 	}
+}
+
+// TestOpenStreamEndedOnRevocation: an SSE stream the edge allowed with a client token ends
+// when a snapshot revoking its session arrives, not when the client leaves; the cut is
+// counted, and the client's reconnect is refused.
+func TestOpenStreamEndedOnRevocation(t *testing.T) {
+	b, dir := published(t, "opencomputer")
+	upSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; ; i++ {
+			if _, err := io.WriteString(w, "data: "+strconv.Itoa(i)+"\n\n"); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}))
+	t.Cleanup(upSrv.Close)
+	up, _ := url.Parse(upSrv.URL)
+	e := newEdge(t, b, dir, up, nil)
+	if _, err := e.Syncer.Poll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e.Handler())
+	t.Cleanup(srv.Close)
+
+	events := srv.URL + "/v3/sessions/sess_1/events?token=" + b.Tokens["t1"]
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Get(events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("stream: %d", resp.StatusCode)
+	}
+	rd := bufio.NewReader(resp.Body)
+	if line, err := rd.ReadString('\n'); err != nil || !strings.HasPrefix(line, "data: ") {
+		t.Fatalf("first event: %q %v", line, err)
+	}
+
+	b.Contents.Version++
+	b.Contents.RevokedSessions = append(b.Contents.RevokedSessions,
+		snapshot.Revocation{Hash: sha256.Sum256([]byte("sess_1")), Until: b.Now + 3600})
+	if err := b.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	writePublished(t, b, dir)
+	if changed, err := e.Syncer.Poll(context.Background()); err != nil || !changed {
+		t.Fatalf("poll: %v %v", changed, err)
+	}
+	// The stream ends (the edge aborts it) long before the client's timeout.
+	if _, err := io.Copy(io.Discard, rd); errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) {
+		t.Fatalf("the revoked stream stayed open: %v", err)
+	}
+	if r, err := http.Get(events); err != nil || r.StatusCode != 401 {
+		t.Fatalf("reconnect: %v %v", r, err)
+	}
+	m := metrics(t, srv.URL)
+	for _, want := range []string{`latchkey_edge_requests_cut_total{reason="revoked",status="401"} 1`, "latchkey_edge_open_requests 0"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %q:\n%s", want, m)
+		}
+	}
+}
+
+func metrics(t *testing.T, base string) string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	m, _ := io.ReadAll(resp.Body)
+	return string(m)
 }
