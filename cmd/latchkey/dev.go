@@ -119,7 +119,7 @@ func (e *env) devRun(ctx context.Context, args []string, ready chan<- *devSetup)
 	goRun := func(f func() error) { running.Go(func() { errc <- f() }) }
 	goRun(func() error { return serveControlPlane(ctx, cp, cpLn, keysPage(cp.API.Handler()), logger) })
 
-	upSrv := &http.Server{Handler: demo.Handler(demo.Options{MaxEvents: devStreamEvents}), ReadHeaderTimeout: 10 * time.Second}
+	upSrv := &http.Server{Handler: demo.Handler(demo.Options{}), ReadHeaderTimeout: 10 * time.Second}
 	goRun(func() error { return serveUntil(ctx, upSrv, upLn) })
 
 	var module []byte
@@ -257,7 +257,7 @@ Try:
   curl -i -X POST %s/sessions/s1/messages -H "Authorization: Bearer $RO"   # 403: read-only key cannot steer
   TOKEN=$(curl -s %s/v1/sessions/s1/client-tokens -H "Authorization: Bearer $KEY" \
           -H "Content-Type: application/json" -d '{"scopes":["read","steer"],"ttl":300}' | sed 's/.*"token":"\([^"]*\)".*/\1/')
-  curl -N "%s/sessions/s1/events?token=$TOKEN"                             # SSE, %d events a stream; ?token= never reaches the upstream
+  curl -N "%s/sessions/s1/events?token=$TOKEN"                             # SSE stream; ?token= never reaches the upstream
   curl -i "%s/sessions/s2/events?token=$TOKEN"                             # 403: the token is bound to session s1
   curl -s -X POST %s/v1/keys/%s/revoke -H "Authorization: Bearer $ADMIN" >/dev/null
   sleep 1; curl -i %s/hello -H "Authorization: Bearer $KEY"               # 401: revoked, within about a second
@@ -270,6 +270,6 @@ In a browser:
       API keys: list, create, rotate, revoke (the #admin= fragment signs you in; a browser never sends it)
 
 `, s.AdminKey, s.SampleKey, s.SampleKeyID, s.ReadOnlyKey, s.AdminKey, s.SampleKey, s.ReadOnlyKey,
-		s.Edge, s.Edge, s.Edge, s.Edge, s.ControlPlane, s.Edge, devStreamEvents, s.Edge, s.ControlPlane, s.SampleKeyID, s.Edge,
+		s.Edge, s.Edge, s.Edge, s.Edge, s.ControlPlane, s.Edge, s.Edge, s.ControlPlane, s.SampleKeyID, s.Edge,
 		s.Edge+handoffPagePath, s.ControlPlane+keysPagePath, s.AdminKey)
 }

@@ -33,12 +33,6 @@ const (
 	keysPagePath    = "/ui/"
 )
 
-// devStreamEvents bounds every SSE stream of the dev upstream. The edge decides a request
-// when it arrives; it does not cut a stream it already allowed. A bounded stream makes the
-// client reconnect (EventSource does so on its own), and the edge decides each reconnect
-// afresh, so a revocation or an expiry reaches an open stream within one stream's length.
-const devStreamEvents = 10
-
 // handoffTTL is the lifetime of a token the handoff page mints when the user names none.
 const handoffTTL = 300
 

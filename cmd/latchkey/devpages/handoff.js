@@ -261,7 +261,7 @@ async function revoke() {
       return;
     }
     setStatus($('revoke-status'), `Session ${state.session} revoked at ${clock(new Date())}. The edge refuses its token ` +
-      'once the next snapshot lands: steer again to see the 401; the stream ends at its next reconnect.', 'ok');
+      'and ends its open stream once the next snapshot lands (about a second): steer again to see the 401.', 'ok');
   } catch (err) {
     setStatus($('revoke-status'), 'The backend did not answer: ' + err.message, 'bad');
     button.disabled = false;

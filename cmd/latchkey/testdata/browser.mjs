@@ -31,7 +31,7 @@ const SHOTS = need('LATCHKEY_SCREENSHOTS');
 const CHROMIUM = process.env.LATCHKEY_CHROMIUM || '/usr/bin/chromium';
 
 // Generous bounds: conditions are waited on, never timed. The edge polls snapshots every
-// second; a dev SSE stream lasts 10 events (about 10 s) before the browser reconnects (3 s).
+// second and ends an open stream once a snapshot revokes it; the browser reconnects after 3 s.
 const T = { ui: 15_000, revoke: 30_000, stream: 60_000, expiry: 120_000 };
 
 function escapeRe(s) {
