@@ -20,7 +20,7 @@ VERSITYGW := $(TOOLS_DIR)/bin/versitygw
 FUZZTIME ?= 30s
 SMOKE_FUZZTIME ?= 4000x
 
-.PHONY: all build dev test test-go node-deps fuzz fuzz-smoke bench bench-controlplane check tools vectors wasm wasm-no-tinygo httpwasm
+.PHONY: all build dev test test-go node-deps fuzz fuzz-smoke bench bench-controlplane check tools vectors wasm wasm-no-tinygo httpwasm proxywasm
 
 all: test
 
@@ -109,6 +109,22 @@ $(HTTPWASM_DIR)/httpwasm-tinygo.wasm: $(HTTPWASM_INPUTS)
 	@mkdir -p $(@D)
 	$(TINYGO) build $(TINYGO_FLAGS) -o $@ ./wasm/httpwasm
 
+PROXYWASM_DIR := wasm/proxywasm/build
+# What the proxy-wasm filter build reads: the filter, its config, the ABI codec and the core.
+PROXYWASM_INPUTS := $(shell find wasm/proxywasm wasm/verifier/abi shared -name '*.go' -not -name '*_test.go' -not -path '*/testdata/*') \
+	wasm/tinygo/wasip1.json Makefile
+
+## proxywasm: the proxy-wasm filter (wasm/proxywasm: Envoy, Istio), built by TinyGo and by standard Go.
+proxywasm: $(PROXYWASM_DIR)/proxywasm-go.wasm $(if $(wildcard $(TINYGO)),$(PROXYWASM_DIR)/proxywasm-tinygo.wasm,wasm-no-tinygo)
+
+$(PROXYWASM_DIR)/proxywasm-go.wasm: $(PROXYWASM_INPUTS)
+	@mkdir -p $(@D)
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -trimpath -ldflags='-s -w' -o $@ ./wasm/proxywasm
+
+$(PROXYWASM_DIR)/proxywasm-tinygo.wasm: $(PROXYWASM_INPUTS)
+	@mkdir -p $(@D)
+	$(TINYGO) build $(TINYGO_FLAGS) -o $@ ./wasm/proxywasm
+
 ## vectors: regenerate shared/testdata/vectors/*.json (then review the diff).
 vectors:
 	$(GO) test ./shared/verifier -run '^TestGenerateVectors$$' -args -update
@@ -119,7 +135,7 @@ check:
 	$(GO) vet ./...
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./shared/... ./wasm/...
 	GOOS=wasip1 GOARCH=wasm $(GO) vet -tags=accel ./wasm/...
-	GOOS=wasip1 GOARCH=wasm $(GO) vet -tags=latchkey_fixedclock ./wasm/httpwasm/...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet -tags=latchkey_fixedclock ./wasm/httpwasm/... ./wasm/proxywasm/...
 	@if [ -x "$(STATICCHECK)" ]; then $(STATICCHECK) ./...; \
 	 elif [ -n "$$CI" ]; then echo "staticcheck missing: run make tools"; exit 1; \
 	 else echo "SKIP staticcheck: not installed (make tools installs it)"; fi
