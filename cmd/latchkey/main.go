@@ -66,7 +66,7 @@ Usage:
   latchkey realm [show | list | create <name>]
   latchkey snapshot publish | status
   latchkey snapshot inspect [--dir D | --url U] [--realm R] [--trusted-key K | --data-dir D]
-  latchkey snapshot plugin-config --for httpwasm|traefik|dapr [source flags as inspect]
+  latchkey snapshot plugin-config --for httpwasm|traefik|dapr|envoy [source flags as inspect]
   latchkey version
 
 Client commands take --url (LATCHKEY_URL, default http://127.0.0.1:8080), --admin-key

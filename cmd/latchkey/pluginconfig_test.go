@@ -10,6 +10,7 @@ import (
 	"github.com/latchkeyhq/latchkey/shared/hostcrypto"
 	"github.com/latchkeyhq/latchkey/shared/verifier"
 	"github.com/latchkeyhq/latchkey/wasm/httpwasm/config"
+	pwconfig "github.com/latchkeyhq/latchkey/wasm/proxywasm/config"
 	"github.com/latchkeyhq/latchkey/wasm/verifier/abi"
 )
 
@@ -87,10 +88,37 @@ func TestSnapshotPluginConfig(t *testing.T) {
 	}
 	check(dapr.Spec.Metadata[1].Value)
 
+	// Envoy: the proxy-wasm filter's JSON, with the snapshot and, when asked, the cluster it
+	// refreshes from.
+	out = ok(t, env, append([]string{"snapshot", "plugin-config", "--for", "envoy", "--max-staleness", "10m",
+		"--refresh-cluster", "latchkey_snapshots", "--refresh-path-prefix", "/latchkey/"}, src...)...)
+	pc, err := pwconfig.Parse([]byte(strings.TrimSpace(out)))
+	if err != nil {
+		t.Fatalf("envoy output does not parse: %v\n%s", err, out)
+	}
+	if pc.Refresh == nil || pc.Refresh.Cluster != "latchkey_snapshots" || pc.Refresh.Authority != "latchkey_snapshots" ||
+		pc.Refresh.PathPrefix != "/latchkey" || pc.Refresh.Realm != "default" || pc.Refresh.IntervalSeconds != 30 ||
+		pc.MaxStalenessSeconds != 600 || len(pc.ManifestKeys) != 1 || pc.Snapshot == nil {
+		t.Fatalf("envoy config: %+v %+v", pc, pc.Refresh)
+	}
+	check(mustText(t, &config.Config{MaxStalenessSeconds: pc.MaxStalenessSeconds, Load: abi.Load{Trusted: pc.ManifestKeys,
+		Manifest: pc.Snapshot.Manifest, Objects: pc.Snapshot.Objects, Delta: pc.Snapshot.Delta}}))
+	fails(t, env, 2, `--refresh-path-prefix`, append([]string{"snapshot", "plugin-config", "--for", "envoy",
+		"--refresh-cluster", "c", "--refresh-path-prefix", "no-slash"}, src...)...)
+
 	// Bad input names the flag; a snapshot signed by another key is refused.
 	fails(t, env, 2, `--for is required`, append([]string{"snapshot", "plugin-config"}, src...)...)
 	fails(t, env, 2, `--for "nginx"`, append([]string{"snapshot", "plugin-config", "--for", "nginx"}, src...)...)
 	fails(t, env, 2, `--max-staleness -1s`, append([]string{"snapshot", "plugin-config", "--for", "httpwasm", "--max-staleness", "-1s"}, src...)...)
 	fails(t, env, 1, `REFUSED`, "snapshot", "plugin-config", "--for", "httpwasm", "--dir", dir,
 		"--trusted-key", "ed25519:"+strings.Repeat("A", 43))
+}
+
+func mustText(t *testing.T, c *config.Config) string {
+	t.Helper()
+	text, err := config.Text(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return text
 }
