@@ -119,11 +119,12 @@ func (f *Filter) Recheck() int {
 		if res.Allow || res.Status == http.StatusTooManyRequests {
 			continue
 		}
-		or.cancel(&CutError{Status: res.Status, Reason: res.Reason()})
-		cut++
+		// Observed first: whoever sees the request end can already see it counted.
 		if f.onCut != nil {
 			f.onCut(&res)
 		}
+		or.cancel(&CutError{Status: res.Status, Reason: res.Reason()})
+		cut++
 	}
 	return cut
 }
