@@ -11,12 +11,13 @@ import (
 )
 
 // The guest builds the tests host: standard Go and TinyGo with the tag latchkey_fixedclock, so
-// that a configuration's now_override fixes the clock at the fixtures', and the standard-Go
-// release build (`make httpwasm`'s, reused while fresh).
+// that a configuration's now_override fixes the clock at the fixtures', and the release builds
+// (`make httpwasm`'s, reused while fresh).
 var variants = map[string]wasmbuild.Variant{
-	"go":         {Name: "httpwasm-go-fixedclock", Compiler: "go", Package: "./wasm/httpwasm", Tags: []string{"latchkey_fixedclock"}, Made: "-"},
-	"tinygo":     {Name: "httpwasm-tinygo-fixedclock", Compiler: "tinygo", Package: "./wasm/httpwasm", Tags: []string{"latchkey_fixedclock"}, Made: "-"},
-	"go-release": {Name: "httpwasm-go", Compiler: "go", Package: "./wasm/httpwasm", Made: "wasm/httpwasm/build/httpwasm-go.wasm"},
+	"go":             {Name: "httpwasm-go-fixedclock", Compiler: "go", Package: "./wasm/httpwasm", Tags: []string{"latchkey_fixedclock"}, Made: "-"},
+	"tinygo":         {Name: "httpwasm-tinygo-fixedclock", Compiler: "tinygo", Package: "./wasm/httpwasm", Tags: []string{"latchkey_fixedclock"}, Made: "-"},
+	"go-release":     {Name: "httpwasm-go", Compiler: "go", Package: "./wasm/httpwasm", Made: "wasm/httpwasm/build/httpwasm-go.wasm"},
+	"tinygo-release": {Name: "httpwasm-tinygo", Compiler: "tinygo", Package: "./wasm/httpwasm", Made: "wasm/httpwasm/build/httpwasm-tinygo.wasm"},
 }
 
 var (
@@ -40,7 +41,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// guestWasm returns the guest built by compiler ("go", "tinygo", or "go-release"), skipping
+// guestWasm returns the guest built by compiler ("go", "tinygo", "go-release" or
+// "tinygo-release"), skipping
 // the test when TinyGo is missing outside CI.
 func guestWasm(t testing.TB, compiler string) []byte {
 	t.Helper()

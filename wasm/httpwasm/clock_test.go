@@ -71,7 +71,7 @@ func TestClock(t *testing.T) {
 		log      string // what the guest logs at instantiation
 	}{
 		{"go/real-clock", "go-release", cfg, nil, 299, ""},
-		{"tinygo/real-clock", "tinygo", cfg, nil, 299, ""},
+		{"tinygo/real-clock", "tinygo-release", cfg, nil, 299, ""},
 		{"go/fake-host-clock", "go-release", cfg, wazero.NewModuleConfig(), 503, "in the future"},
 		{"go/release-refuses-now-override", "go-release", guestConfig(t, conformance.Load(t, "agrenting")), nil, 503, "now_override"},
 		{"go/no-config", "go-release", "", nil, 503, "no guest configuration"},
