@@ -5,8 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/textproto"
-	"net/url"
-	"strings"
 	"unsafe"
 
 	"github.com/latchkeyhq/latchkey/shared/verifier"
@@ -121,7 +119,7 @@ func request(in *Input, info *Info, r *verifier.Request) {
 		return
 	}
 	if info.QueryParam != "" {
-		if v, ok := queryValue(in.RawQuery, info.QueryParam); ok {
+		if v, ok := abi.QueryValue(in.RawQuery, info.QueryParam); ok {
 			r.QueryToken, r.HasQueryToken = field(v), true
 		}
 	}
@@ -149,54 +147,6 @@ func view(s string) []byte {
 		return nil
 	}
 	return unsafe.Slice(unsafe.StringData(s), len(s))
-}
-
-// queryValue returns the first value of the query parameter name, as url.ParseQuery would
-// decode it (pairs with a malformed escape are skipped).
-func queryValue(raw, name string) (string, bool) {
-	for raw != "" {
-		var pair string
-		pair, raw, _ = strings.Cut(raw, "&")
-		k, v, _ := strings.Cut(pair, "=")
-		if !keyIs(k, name) {
-			continue
-		}
-		if strings.ContainsAny(v, "%+") {
-			var err error
-			if v, err = url.QueryUnescape(v); err != nil {
-				continue
-			}
-		}
-		return v, true
-	}
-	return "", false
-}
-
-func keyIs(k, name string) bool {
-	if !strings.ContainsAny(k, "%+") {
-		return k == name
-	}
-	u, err := url.QueryUnescape(k)
-	return err == nil && u == name
-}
-
-// stripQuery removes every occurrence of the parameter name from a raw query, keeping the
-// other pairs as they were.
-func stripQuery(raw, name string) string {
-	var b strings.Builder
-	for raw != "" {
-		var pair string
-		pair, raw, _ = strings.Cut(raw, "&")
-		k, _, _ := strings.Cut(pair, "=")
-		if keyIs(k, name) {
-			continue
-		}
-		if b.Len() > 0 {
-			b.WriteByte('&')
-		}
-		b.WriteString(pair)
-	}
-	return b.String()
 }
 
 // pool holds at most size items, made on demand; get waits when all are in use.

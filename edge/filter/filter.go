@@ -165,7 +165,7 @@ func forwarded(r *http.Request, res *Result) *http.Request {
 	}
 	if query {
 		u := *r.URL
-		u.RawQuery = stripQuery(u.RawQuery, info.QueryParam)
+		u.RawQuery = string(abi.AppendQueryWithout(nil, u.RawQuery, info.QueryParam))
 		u.ForceQuery = false
 		out.URL = &u
 		if r.RequestURI != "" {

@@ -161,30 +161,6 @@ func (failing) SetSnapshot(Snapshot) (*Info, error) { return nil, errors.New("no
 func (failing) Decide(*Input, *Result) error        { return errors.New("broken instance") }
 func (failing) Close(context.Context) error         { return nil }
 
-func TestQuery(t *testing.T) {
-	for _, c := range []struct {
-		raw, value string
-		found      bool
-		stripped   string
-	}{
-		{"token=a.b.c", "a.b.c", true, ""},
-		{"x=1&token=a&token=b", "a", true, "x=1"},
-		{"tok%65n=a%2Eb&z", "a.b", true, "z"},
-		{"token=%zz&token=ok", "ok", true, ""},
-		{"token", "", true, ""},
-		{"tokens=a&xtoken=b", "", false, "tokens=a&xtoken=b"},
-		{"", "", false, ""},
-	} {
-		v, ok := queryValue(c.raw, "token")
-		if v != c.value || ok != c.found {
-			t.Errorf("queryValue(%q) = %q, %v; want %q, %v", c.raw, v, ok, c.value, c.found)
-		}
-		if s := stripQuery(c.raw, "token"); s != c.stripped {
-			t.Errorf("stripQuery(%q) = %q, want %q", c.raw, s, c.stripped)
-		}
-	}
-}
-
 // TestDeciderAllocations: a native decision allocates nothing once its Result is warm.
 func TestDeciderAllocations(t *testing.T) {
 	b := profile(t, "agrenting")

@@ -93,11 +93,11 @@ func now() int64 {
 func handleRequest() uint64 {
 	method := fill(&methodB, getMethod)
 	uri := fill(&uriB, getURI)
-	path, rawQuery := cut(uri, '?')
+	path, rawQuery, hasQuery := abi.SplitTarget(uri)
 	hs := req.Headers[:0]
 	req = verifier.Request{Now: now(), Method: clampField(method), Path: clampField(path)}
-	if q := info.QueryParam; q != "" && rawQuery != nil {
-		if v, ok := queryValue(rawQuery, q); ok {
+	if q := info.QueryParam; q != "" && hasQuery {
+		if v, ok := abi.QueryValue(rawQuery, q); ok {
 			req.QueryToken, req.HasQueryToken = clampField(v), true
 		}
 	}
@@ -128,7 +128,7 @@ func handleRequest() uint64 {
 		}
 		start := len(uriOut) + 1
 		uriOut = append(uriOut, '?')
-		uriOut = stripQuery(uriOut, rawQuery, info.QueryParam)
+		uriOut = abi.AppendQueryWithout(uriOut, rawQuery, info.QueryParam)
 		if len(uriOut) == start {
 			uriOut = uriOut[:start-1]
 		}

@@ -92,7 +92,13 @@ func firstHeaderValue(buf *[]byte, name string) ([]byte, bool) {
 			return nil, false
 		}
 	}
-	v, _ := cut((*buf)[:uint32(cl)], 0)
+	// Values arrive NUL-separated: the first is the one the core reads.
+	v := (*buf)[:uint32(cl)]
+	for i, c := range v {
+		if c == 0 {
+			return v[:i], true
+		}
+	}
 	return v, true
 }
 

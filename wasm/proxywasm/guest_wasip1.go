@@ -259,12 +259,12 @@ func (h *httpContext) OnHttpRequestHeaders(int, bool) types.Action { return h.p.
 func (p *plugin) decide() types.Action {
 	method, _ := proxywasm.GetHttpRequestHeader(":method")
 	target, _ := proxywasm.GetHttpRequestHeader(":path")
-	path, rawQuery, hasQuery := splitTarget(target)
+	path, rawQuery, hasQuery := abi.SplitTarget(target)
 	r := &p.req
 	hs := r.Headers[:0]
 	*r = verifier.Request{Now: p.now(), Method: clamp(method), Path: clamp(path)}
 	if q := p.info.QueryParam; q != "" && hasQuery {
-		if v, ok := queryValue(rawQuery, q); ok {
+		if v, ok := abi.QueryValue(rawQuery, q); ok {
 			r.QueryToken, r.HasQueryToken = clamp(v), true
 		}
 	}
@@ -294,7 +294,7 @@ func (p *plugin) decide() types.Action {
 	if d.StripQueryToken && p.info.QueryParam != "" && hasQuery {
 		p.target = append(p.target[:0], path...)
 		p.target = append(p.target, '?')
-		p.target = appendWithout(p.target, rawQuery, p.info.QueryParam)
+		p.target = abi.AppendQueryWithout(p.target, rawQuery, p.info.QueryParam)
 		if p.target[len(p.target)-1] == '?' {
 			p.target = p.target[:len(p.target)-1]
 		}
