@@ -117,7 +117,7 @@ func (e *env) devRun(ctx context.Context, args []string, ready chan<- *devSetup)
 	defer cancel()
 	errc := make(chan error, 4)
 	goRun := func(f func() error) { running.Go(func() { errc <- f() }) }
-	goRun(func() error { return serveControlPlane(ctx, cp, cpLn, keysPage(cp.API.Handler()), logger) })
+	goRun(func() error { return cp.ServeHandler(ctx, cpLn, keysPage(cp.API.Handler())) })
 
 	upSrv := &http.Server{Handler: demo.Handler(demo.Options{}), ReadHeaderTimeout: 10 * time.Second}
 	goRun(func() error { return serveUntil(ctx, upSrv, upLn) })

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime"
 	"net"
 	"net/http"
@@ -18,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/latchkeyhq/latchkey/controlplane/config"
 	"github.com/latchkeyhq/latchkey/controlplane/policyfile"
 	"github.com/latchkeyhq/latchkey/shared/policy"
 )
@@ -365,42 +363,4 @@ func isLoopbackHost(h string) bool {
 	}
 	ip := net.ParseIP(strings.Trim(h, "[]"))
 	return ip != nil && ip.IsLoopback()
-}
-
-// serveControlPlane is cp.Serve with h in front of the API, so the keys page shares the
-// API's origin: the publisher runs beside the HTTP server and outlives its graceful
-// shutdown. config.ControlPlane.Serve takes no handler; the two must stay in step.
-func serveControlPlane(ctx context.Context, cp *config.ControlPlane, ln net.Listener, h http.Handler, logger *slog.Logger) error {
-	srv := &http.Server{
-		Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
-	pubCtx, stopPublisher := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopPublisher()
-	pubDone := make(chan error, 1)
-	go func() { pubDone <- cp.Publisher.Run(pubCtx) }()
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Serve(ln) }()
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case err := <-srvDone:
-		runErr = fmt.Errorf("http server: %w", err)
-	case err := <-pubDone:
-		pubDone = nil
-		runErr = fmt.Errorf("snapshot publisher stopped: %w", err)
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cp.Config.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && runErr == nil {
-		runErr = fmt.Errorf("graceful shutdown: %w", err)
-	}
-	stopPublisher()
-	if pubDone != nil {
-		if err := <-pubDone; err != nil && !errors.Is(err, context.Canceled) && runErr == nil {
-			runErr = fmt.Errorf("snapshot publisher: %w", err)
-		}
-	}
-	return runErr
 }

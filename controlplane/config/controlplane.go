@@ -184,8 +184,14 @@ func sqlitePath(u string) (string, bool) {
 // fails, then shuts down gracefully: the listener closes, requests in flight get
 // Config.ShutdownTimeout to finish, and the publisher stops. It does not close the store.
 func (cp *ControlPlane) Serve(ctx context.Context, ln net.Listener) error {
+	return cp.ServeHandler(ctx, ln, cp.API.Handler())
+}
+
+// ServeHandler is Serve with h in front: h serves what it adds (a page beside the API, say)
+// and hands the rest to cp.API.Handler().
+func (cp *ControlPlane) ServeHandler(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{
-		Handler:           cp.API.Handler(),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(cp.logger.Handler(), slog.LevelWarn),
