@@ -3,7 +3,6 @@ package filter
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"net/http"
 	"net/url"
 	"os"
@@ -64,21 +63,7 @@ func hosts() []host {
 // test, except in CI.
 func wasmFile(t testing.TB, v *wasmbuild.Variant) []byte {
 	t.Helper()
-	path, err := builder.Path(*v)
-	if errors.Is(err, wasmbuild.ErrNoTinyGo) {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s: %v", v.Name, err)
-		}
-		t.Skipf("SKIP %s: tinygo (make tools) is not installed", v.Name)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return builder.Module(t, *v)
 }
 
 // modules compiles each variant once per test binary run; instances come from it.

@@ -84,6 +84,7 @@ type Builder struct {
 
 	mu    sync.Mutex
 	built map[string]result
+	bytes map[string][]byte // Module's reads, by path
 }
 
 type result struct {
@@ -207,4 +208,39 @@ func fresh(out string, inputs []string) bool {
 		}
 	}
 	return !newest.IsZero() && st.ModTime().After(newest)
+}
+
+// TB is the part of testing.TB that Module uses.
+type TB interface {
+	Helper()
+	Skip(args ...any)
+	Fatal(args ...any)
+}
+
+// Module returns v's module bytes for a test or benchmark, building the module if needed and
+// reading it once per Builder. A missing TinyGo skips the test, naming the tool and `make
+// tools`, except when the environment variable CI is set: there it fails.
+func (b *Builder) Module(t TB, v Variant) []byte {
+	t.Helper()
+	path, err := b.Path(v)
+	if errors.Is(err, ErrNoTinyGo) && os.Getenv("CI") == "" {
+		t.Skip(v.Name + ": " + err.Error())
+	}
+	if err != nil {
+		t.Fatal(v.Name + ": " + err.Error())
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if m, ok := b.bytes[path]; ok {
+		return m
+	}
+	m, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.bytes == nil {
+		b.bytes = map[string][]byte{}
+	}
+	b.bytes[path] = m
+	return m
 }

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/latchkeyhq/latchkey/internal/wasmbuild"
@@ -20,11 +18,7 @@ var variants = map[string]wasmbuild.Variant{
 	"tinygo-release": {Name: "httpwasm-tinygo", Compiler: "tinygo", Package: "./wasm/httpwasm", Made: "wasm/httpwasm/build/httpwasm-tinygo.wasm"},
 }
 
-var (
-	builder *wasmbuild.Builder
-	modMu   sync.Mutex
-	modules = map[string][]byte{}
-)
+var builder *wasmbuild.Builder
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "httpwasm-test-")
@@ -42,26 +36,8 @@ func TestMain(m *testing.M) {
 }
 
 // guestWasm returns the guest built by compiler ("go", "tinygo", "go-release" or
-// "tinygo-release"), skipping
-// the test when TinyGo is missing outside CI.
+// "tinygo-release"), skipping the test when TinyGo is missing outside CI.
 func guestWasm(t testing.TB, compiler string) []byte {
 	t.Helper()
-	path, err := builder.Path(variants[compiler])
-	if errors.Is(err, wasmbuild.ErrNoTinyGo) && os.Getenv("CI") == "" {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	modMu.Lock()
-	defer modMu.Unlock()
-	if b, ok := modules[path]; ok {
-		return b
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	modules[path] = b
-	return b
+	return builder.Module(t, variants[compiler])
 }

@@ -6,7 +6,6 @@
 package main
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -59,18 +58,7 @@ func TestMain(m *testing.M) {
 // outside CI.
 func guestWasm(t testing.TB, name string) []byte {
 	t.Helper()
-	path, err := builder.Path(builds[name])
-	if errors.Is(err, wasmbuild.ErrNoTinyGo) && os.Getenv("CI") == "" {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	wasm, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return wasm
+	return builder.Module(t, builds[name])
 }
 
 type compiledVM struct {
