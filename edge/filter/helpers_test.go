@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -25,22 +24,18 @@ import (
 var builder *wasmbuild.Builder
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "latchkey-wasm-")
+	b, cleanup, err := wasmbuild.Temp("../..")
 	if err != nil {
 		panic(err)
 	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		panic(err)
-	}
-	builder = &wasmbuild.Builder{Root: root, Dir: dir}
+	builder = b
 	code := m.Run()
 	for _, mod := range modules.m {
 		if mod.mod != nil {
 			mod.mod.close(context.Background())
 		}
 	}
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -18,37 +17,19 @@ import (
 )
 
 var (
-	moduleOnce sync.Once
-	module     []byte
-	moduleErr  error
+	builderOnce sync.Once
+	builder     *wasmbuild.Builder
+	builderErr  error
 )
 
 // releaseModule is the verifier latchkey-edge and `make dev` run: the accelerated TinyGo build.
 func releaseModule(t *testing.T) []byte {
 	t.Helper()
-	moduleOnce.Do(func() {
-		root, err := filepath.Abs("../..")
-		if err != nil {
-			moduleErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "latchkey-edge-conformance-")
-		if err != nil {
-			moduleErr = err
-			return
-		}
-		var path string
-		if path, moduleErr = (&wasmbuild.Builder{Root: root, Dir: dir}).Path(wasmbuild.Variants[0]); moduleErr == nil {
-			module, moduleErr = os.ReadFile(path)
-		}
-	})
-	if errors.Is(moduleErr, wasmbuild.ErrNoTinyGo) && os.Getenv("CI") == "" {
-		t.Skip(moduleErr)
+	builderOnce.Do(func() { builder, _, builderErr = wasmbuild.Temp("../..") })
+	if builderErr != nil {
+		t.Fatal(builderErr)
 	}
-	if moduleErr != nil {
-		t.Fatal(moduleErr)
-	}
-	return module
+	return builder.Module(t, wasmbuild.Variants[0])
 }
 
 // TestConformance runs the cross-host conformance suite (examples/profiles/conformance) on

@@ -244,3 +244,17 @@ func (b *Builder) Module(t TB, v Variant) []byte {
 	b.bytes[path] = m
 	return m
 }
+
+// Temp returns a Builder for the module rooted at root (a test passes "../.." and the like),
+// building into a new temporary directory, and the function that removes that directory.
+func Temp(root string) (*Builder, func(), error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, nil, err
+	}
+	dir, err := os.MkdirTemp("", "latchkey-wasmbuild-")
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Builder{Root: abs, Dir: dir}, func() { _ = os.RemoveAll(dir) }, nil
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/latchkeyhq/latchkey/internal/wasmbuild"
@@ -21,17 +20,13 @@ var variants = map[string]wasmbuild.Variant{
 var builder *wasmbuild.Builder
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "httpwasm-test-")
+	b, cleanup, err := wasmbuild.Temp("../..")
 	if err != nil {
 		panic(err)
 	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		panic(err)
-	}
-	builder = &wasmbuild.Builder{Root: root, Dir: dir}
+	builder = b
 	code := m.Run()
-	_ = os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 

@@ -7,7 +7,6 @@ package main
 
 import (
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -33,15 +32,11 @@ var compilers = []string{"go", "tinygo"}
 var builder *wasmbuild.Builder
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "proxywasm-test-")
+	b, cleanup, err := wasmbuild.Temp("../..")
 	if err != nil {
 		panic(err)
 	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		panic(err)
-	}
-	builder = &wasmbuild.Builder{Root: root, Dir: dir}
+	builder = b
 	code := m.Run()
 	vmsMu.Lock()
 	for _, v := range vms {
@@ -50,7 +45,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	vmsMu.Unlock()
-	_ = os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
