@@ -5,7 +5,7 @@
 //   GET  /run?kind=key|first|cached&n=N&from=I
 import { createLatchkey } from "../latchkey.js";
 
-export function benchWorker(modules, nodeCrypto) {
+export function benchWorker(modules, { nodeCrypto }) {
   let gate = null;
   return {
     async fetch(request, env) {

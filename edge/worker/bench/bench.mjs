@@ -131,34 +131,21 @@ table("Cold start in Node (ms, median of 5; ratio = portable / this)", configs.m
 if (withWorkerd) await workerd();
 
 async function workerd() {
-  const { Miniflare } = await import("miniflare");
-  const { dirname, join } = await import("node:path");
-  const { fileURLToPath } = await import("node:url");
-  const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+  const { join } = await import("node:path");
+  const { newMiniflare, wasmEntry, workerRoot: root } = await import("../testhost/miniflare.mjs");
   const names = [...new Set(configs.map((c) => c.module))];
-  const entry = [
-    'import * as nodeCrypto from "node:crypto";',
-    'import { benchWorker } from "./bench-worker.js";',
-    ...names.map((n, i) => `import m${i} from "./${n}.wasm";`),
-    `const w = benchWorker({ ${names.map((n, i) => `${JSON.stringify(n)}: m${i}`).join(", ")} }, nodeCrypto);`,
-    "export default { fetch: (r, env) => w.fetch(r, env) };",
-  ].join("\n");
   const snapshot = JSON.stringify({
     realm: B.realm, now: B.now, trusted: B.trusted, key: B.key, tokens: B.freshTokens,
     manifest: Buffer.from(manifest).toString("base64"), objects: objects.map((o) => Buffer.from(o).toString("base64")),
   });
-  const mf = new Miniflare({
-    modulesRoot: root,
+  const mf = newMiniflare({
     modules: [
-      { type: "ESModule", path: join(root, "bench", "entry.js"), contents: entry },
+      { type: "ESModule", path: join(root, "bench", "entry.js"), contents: wasmEntry(names, "benchWorker", "./bench-worker.js") },
       { type: "ESModule", path: join(root, "bench", "bench-worker.js") },
       { type: "ESModule", path: join(root, "latchkey.js") },
       ...names.map((n) => ({ type: "CompiledWasm", path: join(root, "bench", n + ".wasm"), contents: bytes[n] })),
     ],
     bindings: { SNAPSHOT: snapshot },
-    compatibilityDate: "2026-04-01",
-    compatibilityFlags: ["nodejs_compat"],
-    cf: false,
   });
   await mf.ready;
   const call = async (path, body) => {
